@@ -1,0 +1,57 @@
+"""Atomic file writes, so that an interrupted run never leaves a half-written result.
+
+What this module is for: write to a temporary file in the target's folder, flush and
+fsync, then ``os.replace`` it over the target. A reader sees the old file or the new
+one, never a partial one; Ctrl-C during a write loses nothing that was already there.
+
+May import: the standard library only.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically; create parent folders. Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any, *, indent: int = 2) -> Path:
+    """Serialise ``obj`` as JSON (NaN/inf rejected) and write it atomically."""
+    text = json.dumps(obj, indent=indent, allow_nan=False, default=_json_default)
+    return atomic_write_text(path, text + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    """Convert numpy scalars and arrays (duck-typed, numpy not imported) to JSON types."""
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "item"):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"object of type {type(obj).__name__} is not JSON serialisable")
