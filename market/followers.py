@@ -1,0 +1,352 @@
+"""The followers: each ASP's optimal allocation of compute and bandwidth given the rewards.
+
+What this module is for: the ASP problem of the design note ("Followers")
+
+    max_{f, b >= 0}  sum_m r_m Q_m - cost(f, b)   s.t.  sum f <= F_n,  sum b <= B_n,
+
+solved (i) in closed form for the linear model: with x^k_m the timeliness needs
+(:class:`market.model.Market`), shadow price pi^k_n = max(k^k_n, (sum_j sqrt(x^k_j r_j) / C^k_n)^2)
+and y^k_m = sqrt(x^k_m r_m / pi^k_n) (exact KKT point; unique); and (ii) through cvxpy for the
+variants without a closed form (``bandwidth_model = "shannon"``, ``asp_cost = "quadratic"``),
+with the rewards as DPP parameters so that a re-solve reuses the compiled problem.
+
+It also offers the *deviation response* the leaders and the certificate need: the QoE each
+MU m gets if it alone changes its reward to a trial value (others fixed). ASPs are
+independent, so only MU m's own ASP re-solves; in closed form that is
+Q_m(t) = Q^max_m - sum_k max( sqrt(x^k_m k^k / t), (x^k_m + sqrt(x^k_m / t) S^k_{-m}) / C^k )
+with S^k_{-m} = sum_{j != m at a(m)} sqrt(x^k_j r_j): an O(1) formula per MU and trial,
+vectorised here over all MUs and a grid of trials.
+
+May import: numpy, cvxpy (lazily, inside functions) and ``market.model`` / ``market.qoe``.
+"""
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+
+import numpy as np
+
+from market.errors import InfeasibleError
+from market.model import Market
+from market.qoe import QoEParts, bandwidth_loss, bandwidth_loss_slope, compute_loss, qoe_parts
+
+
+@dataclass(frozen=True)
+class FollowerResponse:
+    """The ASPs' allocation at a reward profile, with prices and QoE.
+
+    Prices: in the linear model ``compute_price`` is pi^f_n = k^f_n + mu^f_n (money per
+    compute unit) and ``bandwidth_price`` pi^b_n = k^b_n + mu^b_n (money per Hz), where mu is
+    the capacity multiplier (positive exactly when the capacity binds). With the quadratic
+    compute cost, ``compute_price`` is the capacity multiplier mu^f_n alone (the marginal
+    cost 2 k^f f_m differs per MU).
+    """
+
+    rewards: np.ndarray
+    """(M,) the reward profile r (money per QoE)."""
+    compute: np.ndarray
+    """(M,) f_m, compute units."""
+    bandwidth: np.ndarray
+    """(M,) b_m, Hz."""
+    compute_price: np.ndarray
+    """(N,) compute shadow price (money per compute unit)."""
+    bandwidth_price: np.ndarray
+    """(N,) bandwidth shadow price (money per Hz)."""
+    compute_multiplier: np.ndarray
+    """(N,) mu^f_n >= 0, multiplier of the compute capacity constraint."""
+    bandwidth_multiplier: np.ndarray
+    """(N,) mu^b_n >= 0, multiplier of the bandwidth capacity constraint."""
+    qoe: QoEParts
+    """Per-MU QoE, its three parts and the latency."""
+    method: str = "closed-form"
+    """``"closed-form"`` or ``"cvxpy"``."""
+
+
+# ============================================================================ closed form
+def _sqrt_need_reward(need: np.ndarray, rewards: np.ndarray) -> np.ndarray:
+    return np.sqrt(need * rewards)
+
+
+def closed_form_response(market: Market, rewards: np.ndarray) -> FollowerResponse:
+    """Exact follower optimum of the linear model (design note, "Followers").
+
+    Parameters
+    ----------
+    market : Market
+    rewards : (M,) array, money per QoE, positive.
+    """
+    r = np.asarray(rewards, dtype=float)
+    allocations, prices, multipliers = [], [], []
+    for need, cap, cost in (
+        (market.timeliness_compute_need, market.compute_capacity, market.compute_cost),
+        (market.timeliness_bandwidth_need, market.bandwidth_capacity, market.bandwidth_cost),
+    ):
+        root = _sqrt_need_reward(need, r)
+        total = market.per_asp_sum(root)
+        price = np.maximum(cost, (total / cap) ** 2)
+        p_mu = price[market.mu_asp]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            alloc = np.where(need > 0, root / np.sqrt(np.where(p_mu > 0, p_mu, 1.0)), 0.0)
+        # price 0 (zero cost, no demand) only happens when every need at the ASP is 0.
+        allocations.append(alloc)
+        prices.append(price)
+        multipliers.append(price - cost)
+    qoe = qoe_parts(market, allocations[0], allocations[1])
+    return FollowerResponse(rewards=r, compute=allocations[0], bandwidth=allocations[1],
+                            compute_price=prices[0], bandwidth_price=prices[1],
+                            compute_multiplier=multipliers[0], bandwidth_multiplier=multipliers[1],
+                            qoe=qoe, method="closed-form")
+
+
+def _others_root_sums(market: Market, rewards: np.ndarray):
+    """Per resource: (need, capacity per MU, cost per MU, S_{-m}) for the deviation formula."""
+    out = []
+    for need, cap, cost in (
+        (market.timeliness_compute_need, market.compute_capacity, market.compute_cost),
+        (market.timeliness_bandwidth_need, market.bandwidth_capacity, market.bandwidth_cost),
+    ):
+        root = _sqrt_need_reward(need, rewards)
+        total = market.per_asp_sum(root)
+        others = np.maximum(total[market.mu_asp] - root, 0.0)
+        out.append((need, cap[market.mu_asp], cost[market.mu_asp], others))
+    return out
+
+
+def closed_form_deviation_qoe(market: Market, rewards: np.ndarray, trial: np.ndarray) -> np.ndarray:
+    """QoE of each MU m if it alone sets its reward to ``trial[m]`` (others stay at ``rewards``).
+
+    ``trial`` is (M,) or (M, G) (a grid of G trial rewards per MU). Exact (closed form).
+    """
+    r = np.asarray(rewards, dtype=float)
+    t = np.asarray(trial, dtype=float)
+    extra = (1,) * (t.ndim - 1)
+    q = market.qoe_ceiling.reshape(-1, *extra) + np.zeros_like(t)
+    for need, cap, cost, others in _others_root_sums(market, r):
+        need, cap, cost, others = (a.reshape(-1, *extra) for a in (need, cap, cost, others))
+        inv_sqrt_t = 1.0 / np.sqrt(t)
+        free = np.sqrt(need * cost) * inv_sqrt_t
+        bound = (need + np.sqrt(need) * inv_sqrt_t * others) / cap
+        q = q - np.maximum(free, bound)
+    return q
+
+
+def closed_form_own_qoe_slope(market: Market, rewards: np.ndarray) -> np.ndarray:
+    """dQ_m / dr_m at ``rewards`` (QoE per unit of money), exactly, others fixed.
+
+    The implicit-function theorem applied to the follower's KKT system
+    (r_j x_j / y_j^2 = pi, sum_j y_j = C when binding) gives
+    dy_m/dr_m, and dQ_m/dr_m = sum_k x^k_m / y_m^2 dy_m/dr_m reduces to
+    0.5 sqrt(x k) r^{-3/2} when the capacity is slack and 0.5 sqrt(x) S_{-m} / C r^{-3/2}
+    when it binds (the right derivative is used at the kink between the two).
+    """
+    r = np.asarray(rewards, dtype=float)
+    slope = np.zeros_like(r)
+    for need, cap, cost, others in _others_root_sums(market, r):
+        free = np.sqrt(need * cost / r)
+        bound = (need + np.sqrt(need / r) * others) / cap
+        binding = bound >= free
+        coef = np.where(binding, np.sqrt(need) * others / cap, np.sqrt(need * cost))
+        slope += 0.5 * coef * r ** -1.5
+    return slope
+
+
+# ============================================================================ cvxpy
+class CvxpyFollower:
+    """The follower problems in cvxpy, one per ASP, with the rewards as DPP parameters.
+
+    Variables are scaled to fractions of capacity and money to the MUs' reward scale, so the
+    conic solver (Clarabel) sees O(1) numbers even when Hz are ~1e7 and prices ~1e-8.
+    Handles every model variant (it is the only solver for ``shannon`` / ``quadratic``).
+    """
+
+    def __init__(self, market: Market, *, solver: str = "CLARABEL"):
+        import cvxpy as cp
+
+        self.market, self.solver, self._cp = market, solver, cp
+        self.money_scale = float(np.median(market.reward_max)) if market.n_mus else 1.0
+        self.problems = []
+        for n in range(market.n_asps):
+            self.problems.append(self._build(n))
+
+    def _build(self, n: int):
+        cp, mk = self._cp, self.market
+        mus = mk.mus_of(n)
+        active = mus[mk.weight_timeliness[mus] > 0]
+        if active.size == 0:
+            return None
+        k = active.size
+        F, B = mk.compute_capacity[n], mk.bandwidth_capacity[n]
+        reward = cp.Parameter(k, nonneg=True)
+        f = cp.Variable(k, nonneg=True)
+        b = cp.Variable(k, nonneg=True)
+        need_f = mk.timeliness_compute_need[active] / F
+        comp_loss = cp.multiply(need_f, cp.inv_pos(f))
+        if mk.bandwidth_model == "linear":
+            band_loss = cp.multiply(mk.timeliness_bandwidth_need[active] / B, cp.inv_pos(b))
+        else:
+            coef = mk.weight_timeliness[active] * mk.payload_bits[active] / mk.deadline_s[active] / B * np.log(2.0)
+            snr_frac = mk.snr_hz[active] / B
+            # rate / B = b log2(1 + s / b) = -rel_entr(b, b + s) / ln 2 (concave)
+            band_loss = cp.multiply(coef, cp.inv_pos(-cp.rel_entr(b, b + snr_frac)))
+        cost_f = mk.compute_cost[n] * F / self.money_scale
+        cost_b = mk.bandwidth_cost[n] * B / self.money_scale
+        if mk.asp_cost == "quadratic":
+            compute_cost = mk.compute_cost[n] * F**2 / self.money_scale * cp.sum_squares(f)
+        else:
+            compute_cost = cost_f * cp.sum(f)
+        objective = cp.Minimize(reward @ comp_loss + reward @ band_loss + compute_cost + cost_b * cp.sum(b))
+        cap_f = cp.sum(f) <= 1.0
+        cap_b = cp.sum(b) <= 1.0
+        problem = cp.Problem(objective, [cap_f, cap_b])
+        assert problem.is_dcp(dpp=True)
+        return dict(problem=problem, reward=reward, f=f, b=b, cap_f=cap_f, cap_b=cap_b, active=active)
+
+    def _solve_asp(self, n: int, rewards_active: np.ndarray):
+        entry = self.problems[n]
+        entry["reward"].value = rewards_active / self.money_scale
+        try:
+            entry["problem"].solve(solver=self.solver, tol_gap_abs=1e-12, tol_gap_rel=1e-12,
+                                   tol_feas=1e-12, max_iter=400)
+        except self._cp.error.SolverError:
+            entry["problem"].solve(solver="SCS", eps=1e-9, max_iters=100000)
+        if entry["f"].value is None:
+            raise InfeasibleError(f"cvxpy could not solve the follower problem of ASP {self.market.asp_names[n]!r} "
+                                  f"(status {entry['problem'].status})")
+        mk = self.market
+        f = np.maximum(entry["f"].value, 0.0) * mk.compute_capacity[n]
+        b = np.maximum(entry["b"].value, 0.0) * mk.bandwidth_capacity[n]
+        mu_f = max(float(entry["cap_f"].dual_value), 0.0) * self.money_scale / mk.compute_capacity[n]
+        mu_b = max(float(entry["cap_b"].dual_value), 0.0) * self.money_scale / mk.bandwidth_capacity[n]
+        return f, b, mu_f, mu_b
+
+    def respond(self, rewards: np.ndarray) -> FollowerResponse:
+        """Solve every ASP's problem at ``rewards``."""
+        mk = self.market
+        r = np.asarray(rewards, dtype=float)
+        compute, bandwidth = np.zeros(mk.n_mus), np.zeros(mk.n_mus)
+        mu_f, mu_b = np.zeros(mk.n_asps), np.zeros(mk.n_asps)
+        for n, entry in enumerate(self.problems):
+            if entry is None:
+                continue
+            act = entry["active"]
+            compute[act], bandwidth[act], mu_f[n], mu_b[n] = self._solve_asp(n, r[act])
+        quadratic = mk.asp_cost == "quadratic"
+        return FollowerResponse(
+            rewards=r, compute=compute, bandwidth=bandwidth,
+            compute_price=mu_f if quadratic else mk.compute_cost + mu_f,
+            bandwidth_price=mk.bandwidth_cost + mu_b,
+            compute_multiplier=mu_f, bandwidth_multiplier=mu_b,
+            qoe=qoe_parts(mk, compute, bandwidth), method="cvxpy")
+
+    def deviation_qoe(self, rewards: np.ndarray, trial: np.ndarray) -> np.ndarray:
+        """As :func:`closed_form_deviation_qoe`, by re-solving MU m's ASP per trial value."""
+        mk = self.market
+        r = np.asarray(rewards, dtype=float)
+        t = np.asarray(trial, dtype=float)
+        grid = t.reshape(mk.n_mus, -1)
+        out = np.empty_like(grid)
+        fixed = mk.qoe_accuracy + mk.qoe_tokens
+        for m in range(mk.n_mus):
+            n = mk.mu_asp[m]
+            entry = self.problems[n]
+            if entry is None or mk.weight_timeliness[m] == 0:
+                out[m] = fixed[m]
+                continue
+            act = entry["active"]
+            pos = int(np.flatnonzero(act == m)[0])
+            local = r[act].copy()
+            for g, value in enumerate(grid[m]):
+                local[pos] = value
+                f, b, _, _ = self._solve_asp(n, local)
+                loss = compute_loss(mk, f[pos:pos + 1], act[pos:pos + 1])[0] + \
+                    bandwidth_loss(mk, b[pos:pos + 1], act[pos:pos + 1])[0]
+                out[m, g] = fixed[m] + mk.weight_timeliness[m] - loss
+        return out.reshape(t.shape)
+
+
+_CVXPY_CACHE: "weakref.WeakKeyDictionary[Market, CvxpyFollower]" = weakref.WeakKeyDictionary()
+
+
+def cvxpy_follower(market: Market) -> CvxpyFollower:
+    """The (cached) :class:`CvxpyFollower` of ``market``."""
+    follower = _CVXPY_CACHE.get(market)
+    if follower is None:
+        follower = _CVXPY_CACHE[market] = CvxpyFollower(market)
+    return follower
+
+
+# ============================================================================ dispatch
+def best_response(market: Market, rewards: np.ndarray, *, method: str = "auto") -> FollowerResponse:
+    """The followers' optimum at ``rewards``.
+
+    ``method``: ``"auto"`` (closed form when the model has one, else cvxpy),
+    ``"closed-form"`` or ``"cvxpy"``.
+    """
+    if method == "auto":
+        method = "closed-form" if market.is_closed_form else "cvxpy"
+    if method == "closed-form":
+        if not market.is_closed_form:
+            raise ValueError("the closed form applies only to bandwidth_model='linear', asp_cost='linear'")
+        return closed_form_response(market, rewards)
+    if method == "cvxpy":
+        return cvxpy_follower(market).respond(rewards)
+    raise ValueError(f"unknown follower method {method!r}")
+
+
+def deviation_qoe(market: Market, rewards: np.ndarray, trial: np.ndarray) -> np.ndarray:
+    """QoE each MU gets if it alone moves its reward to ``trial`` ((M,) or (M, G))."""
+    if market.is_closed_form:
+        return closed_form_deviation_qoe(market, rewards, trial)
+    return cvxpy_follower(market).deviation_qoe(rewards, trial)
+
+
+# ============================================================================ KKT
+@dataclass(frozen=True)
+class KKTResiduals:
+    """Relative KKT residuals of the followers' problems (each >= 0; 0 at an exact optimum)."""
+
+    primal: float
+    """Capacity violation / capacity, and negative allocations / capacity (max over ASPs, resources)."""
+    dual: float
+    """Negative capacity multipliers, relative to the shadow price."""
+    complementarity: float
+    """mu (C - sum y) / (price C): multiplier times slack, relative."""
+    stationarity: float
+    """|r_m * marginal QoE - marginal cost - mu| / (r_m * marginal QoE + marginal cost + mu), per MU."""
+
+    @property
+    def max(self) -> float:
+        """The largest of the four."""
+        return max(self.primal, self.dual, self.complementarity, self.stationarity)
+
+
+def kkt_residuals(market: Market, response: FollowerResponse) -> KKTResiduals:
+    """Relative KKT residuals of ``response`` for every ASP's problem (any model variant)."""
+    mk, r = market, response.rewards
+    primal = dual = comp = stat = 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for name in ("compute", "bandwidth"):
+            y = getattr(response, name)
+            cap = getattr(mk, f"{name}_capacity")
+            unit = getattr(mk, f"{name}_cost")
+            mult = getattr(response, f"{name}_multiplier")
+            used = mk.per_asp_sum(y)
+            primal = max(primal, float(np.max(np.maximum(used - cap, 0.0) / cap, initial=0.0)),
+                         float(np.max(np.maximum(-y, 0.0) / cap[mk.mu_asp], initial=0.0)))
+            scale_n = np.maximum(np.abs(mult) + unit, 1e-300)
+            dual = max(dual, float(np.max(np.maximum(-mult, 0.0) / scale_n, initial=0.0)))
+            comp = max(comp, float(np.max(np.abs(mult * (cap - used)) / (scale_n * cap), initial=0.0)))
+            if name == "compute":
+                need = mk.timeliness_compute_need
+                value = r * np.where(need > 0, need / y**2, 0.0)
+                marginal_cost = 2 * unit[mk.mu_asp] * y if mk.asp_cost == "quadratic" else unit[mk.mu_asp]
+            else:
+                value = r * bandwidth_loss_slope(mk, y)
+                marginal_cost = unit[mk.mu_asp]
+            active = mk.weight_timeliness > 0
+            lhs = value - marginal_cost - mult[mk.mu_asp]
+            denom = value + marginal_cost + np.abs(mult[mk.mu_asp])
+            res = np.where(active, np.abs(lhs) / np.where(denom > 0, denom, 1.0), 0.0)
+            res = np.where(np.isfinite(res), res, np.inf)
+            stat = max(stat, float(np.max(res, initial=0.0)))
+    return KKTResiduals(primal=primal, dual=dual, complementarity=comp, stationarity=stat)

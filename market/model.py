@@ -1,0 +1,224 @@
+"""The market as numpy arrays: everything the QoE, follower and leader formulas need.
+
+What this module is for: :class:`Market`, built once from a validated
+:class:`market.scenario.Scenario` by :meth:`Market.from_scenario`. Per-ASP arrays have
+length N, per-MU arrays length M; ``mu_asp[m]`` is the index of MU m's serving ASP (the
+MU->ASP index map; ``"auto"`` is resolved here). Derived constants of the closed-form
+follower (design note, "Followers") are precomputed:
+
+* ``timeliness_compute_need`` x^f_m = w^T_m l_m c_{a(m)} / T_m  (compute units),
+* ``timeliness_bandwidth_need`` x^b_m = w^T_m D_m / (e_m T_m)    (Hz),
+
+so that QoE_m = ``qoe_ceiling``_m - x^f_m / f_m - x^b_m / b_m in the linear model.
+
+May import: numpy and ``market.scenario`` / ``market.errors``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from market.scenario import Scenario
+
+
+@dataclass(frozen=True, eq=False)
+class Market:
+    """Array form of a scenario. Money, compute units, Hz, bits and seconds as in the file."""
+
+    asp_names: tuple[str, ...]
+    """ASP names, index n."""
+    mu_names: tuple[str, ...]
+    """MU names, index m."""
+    mu_asp: np.ndarray
+    """int (M,): index of each MU's serving ASP."""
+    bandwidth_model: str
+    """``"linear"`` or ``"shannon"``."""
+    asp_cost: str
+    """``"linear"`` or ``"quadratic"`` (compute cost k^f f^2)."""
+    accuracy: np.ndarray
+    """(N,) model accuracy A_n in [0, 1]."""
+    seconds_per_token: np.ndarray
+    """(N,) c_n, s per token at unit compute."""
+    max_tokens: np.ndarray
+    """(N,) l^max_n, tokens."""
+    compute_capacity: np.ndarray
+    """(N,) F_n, compute units."""
+    bandwidth_capacity: np.ndarray
+    """(N,) B_n, Hz."""
+    compute_cost: np.ndarray
+    """(N,) k^f_n, money per compute unit (per unit squared when quadratic)."""
+    bandwidth_cost: np.ndarray
+    """(N,) k^b_n, money per Hz."""
+    weight_accuracy: np.ndarray
+    """(M,) w^A."""
+    weight_tokens: np.ndarray
+    """(M,) w^L."""
+    weight_timeliness: np.ndarray
+    """(M,) w^T."""
+    tokens_requested: np.ndarray
+    """(M,) L_m, tokens."""
+    deadline_s: np.ndarray
+    """(M,) T_m, s."""
+    payload_bits: np.ndarray
+    """(M,) D_m, bits."""
+    spectral_efficiency: np.ndarray
+    """(M,) e_m, bit/s/Hz (linear model)."""
+    snr_hz: np.ndarray
+    """(M,) P g / N0 in Hz: Shannon rate b log2(1 + snr_hz / b); e_m = log2(1 + snr_hz / B_ref)."""
+    value_per_qoe: np.ndarray
+    """(M,) theta_m, money per QoE."""
+    reward_min: np.ndarray
+    """(M,) lower reward bound, money per QoE."""
+    reward_max: np.ndarray
+    """(M,) upper reward bound, money per QoE."""
+    qoe_required: np.ndarray
+    """(M,) QoE floor; NaN where none."""
+    tolerance: float = 1e-6
+    """Default certificate tolerance (from the scenario)."""
+    max_iterations: int = 5000
+    """Default iteration limit (from the scenario)."""
+    seed: int = 0
+    """Seed for randomised solvers."""
+    name: str = "market"
+    """Scenario name."""
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_scenario(cls, scn: Scenario) -> "Market":
+        """Build the arrays from a validated scenario (resolves ``asp = "auto"``)."""
+        cfg = scn.market
+        asps, mus = scn.asps, scn.mus
+        f = lambda seq: np.asarray(seq, dtype=float)  # noqa: E731
+        accuracy = f([a.accuracy for a in asps])
+        max_tokens = f([a.max_tokens for a in asps])
+        w_a = f([m.weights.accuracy for m in mus])
+        w_l = f([m.weights.tokens for m in mus])
+        w_t = f([m.weights.timeliness for m in mus])
+        tokens = f([m.tokens_requested for m in mus])
+        index = scn.asp_index()
+        mu_asp = np.empty(len(mus), dtype=np.intp)
+        for i, m in enumerate(mus):
+            if m.asp == "auto":
+                base = w_a[i] * accuracy + w_l[i] * np.minimum(tokens[i], max_tokens) / tokens[i] + w_t[i]
+                mu_asp[i] = int(np.argmax(base))  # argmax takes the lowest index on ties
+            else:
+                mu_asp[i] = index[m.asp]
+        b_ref = cfg.reference_bandwidth_hz
+        power = f([a.transmit_power_w for a in asps])
+        snr_hz = np.empty(len(mus))
+        for i, m in enumerate(mus):
+            if m.spectral_efficiency is not None:
+                snr_hz[i] = np.expm1(m.spectral_efficiency * np.log(2.0)) * b_ref
+            else:
+                gain = cfg.path_loss_reference_gain * m.distance_m ** (-cfg.path_loss_exponent)
+                snr_hz[i] = power[mu_asp[i]] * gain / cfg.noise_psd_w_per_hz
+        efficiency = np.log2(1.0 + snr_hz / b_ref)
+        return cls(
+            asp_names=tuple(a.name for a in asps),
+            mu_names=tuple(m.name for m in mus),
+            mu_asp=mu_asp,
+            bandwidth_model=cfg.bandwidth_model,
+            asp_cost=cfg.asp_cost,
+            accuracy=accuracy,
+            seconds_per_token=f([a.seconds_per_token for a in asps]),
+            max_tokens=max_tokens,
+            compute_capacity=f([a.compute_capacity for a in asps]),
+            bandwidth_capacity=f([a.bandwidth_capacity for a in asps]),
+            compute_cost=f([a.compute_cost for a in asps]),
+            bandwidth_cost=f([a.bandwidth_cost for a in asps]),
+            weight_accuracy=w_a, weight_tokens=w_l, weight_timeliness=w_t,
+            tokens_requested=tokens,
+            deadline_s=f([m.deadline_s for m in mus]),
+            payload_bits=f([m.payload_bits for m in mus]),
+            spectral_efficiency=efficiency,
+            snr_hz=snr_hz,
+            value_per_qoe=f([m.value_per_qoe for m in mus]),
+            reward_min=f([m.reward_min for m in mus]),
+            reward_max=f([m.reward_max for m in mus]),
+            qoe_required=f([np.nan if m.qoe_required is None else m.qoe_required for m in mus]),
+            tolerance=cfg.tolerance,
+            max_iterations=cfg.max_iterations,
+            seed=cfg.seed,
+            name=cfg.name,
+        )
+
+    # ------------------------------------------------------------------ sizes and maps
+    @property
+    def n_asps(self) -> int:
+        """N, the number of ASPs."""
+        return len(self.asp_names)
+
+    @property
+    def n_mus(self) -> int:
+        """M, the number of MUs."""
+        return len(self.mu_names)
+
+    @property
+    def is_closed_form(self) -> bool:
+        """True when the follower has the closed form (linear bandwidth, linear cost)."""
+        return self.bandwidth_model == "linear" and self.asp_cost == "linear"
+
+    def mus_of(self, asp: int) -> np.ndarray:
+        """Indices of the MUs served by ASP ``asp``."""
+        return np.flatnonzero(self.mu_asp == asp)
+
+    def per_asp_sum(self, values: np.ndarray) -> np.ndarray:
+        """Sum a per-MU array (M,) or (M, G) over each ASP's MUs -> (N,) or (N, G)."""
+        values = np.asarray(values, dtype=float)
+        if values.ndim == 1:
+            return np.bincount(self.mu_asp, weights=values, minlength=self.n_asps)
+        out = np.zeros((self.n_asps,) + values.shape[1:])
+        np.add.at(out, self.mu_asp, values)
+        return out
+
+    # ------------------------------------------------------------------ derived constants
+    @property
+    def tokens_delivered(self) -> np.ndarray:
+        """(M,) l_m = min(L_m, l^max_{a(m)}), tokens."""
+        return np.minimum(self.tokens_requested, self.max_tokens[self.mu_asp])
+
+    @property
+    def qoe_accuracy(self) -> np.ndarray:
+        """(M,) accuracy part w^A A_{a(m)} (independent of the allocation)."""
+        return self.weight_accuracy * self.accuracy[self.mu_asp]
+
+    @property
+    def qoe_tokens(self) -> np.ndarray:
+        """(M,) token part w^L l_m / L_m (independent of the allocation)."""
+        return self.weight_tokens * self.tokens_delivered / self.tokens_requested
+
+    @property
+    def qoe_ceiling(self) -> np.ndarray:
+        """(M,) QoE with infinite resources: w^A A + w^L l/L + w^T (an upper bound on QoE)."""
+        return self.qoe_accuracy + self.qoe_tokens + self.weight_timeliness
+
+    @property
+    def timeliness_compute_need(self) -> np.ndarray:
+        """(M,) x^f_m = w^T l_m c_{a(m)} / T_m (compute units): QoE loss is x^f / f."""
+        return self.weight_timeliness * self.tokens_delivered * self.seconds_per_token[self.mu_asp] / self.deadline_s
+
+    @property
+    def timeliness_bandwidth_need(self) -> np.ndarray:
+        """(M,) x^b_m = w^T D_m / (e_m T_m) (Hz): QoE loss is x^b / b in the linear model."""
+        return self.weight_timeliness * self.payload_bits / (self.spectral_efficiency * self.deadline_s)
+
+    @property
+    def utility_scale(self) -> np.ndarray:
+        """(M,) theta_m * max QoE: the scale relative to which regrets are judged (money)."""
+        return self.value_per_qoe * np.maximum(self.qoe_ceiling, 1e-12)
+
+    def with_money_scaled(self, factor: float) -> "Market":
+        """The same market with every money quantity multiplied by ``factor`` (> 0)."""
+        return replace(
+            self,
+            compute_cost=self.compute_cost * factor,
+            bandwidth_cost=self.bandwidth_cost * factor,
+            value_per_qoe=self.value_per_qoe * factor,
+            reward_min=self.reward_min * factor,
+            reward_max=self.reward_max * factor,
+        )
+
+    def clip_rewards(self, rewards: np.ndarray) -> np.ndarray:
+        """Project rewards onto the boxes [reward_min, reward_max]."""
+        return np.clip(np.asarray(rewards, dtype=float), self.reward_min, self.reward_max)

@@ -1,0 +1,413 @@
+"""Scenario files: the typed, validated description of one market (TOML on disk).
+
+What this module is for: the :class:`Scenario` dataclass (a ``[market]`` table, ``[[asp]]``
+and ``[[mu]]`` arrays, and the optional pass-through tables ``[provisioning]`` and
+``[backend]``), :func:`load_scenario` / :meth:`Scenario.from_dict` which validate every
+field and raise :class:`market.errors.ScenarioError` naming the file and the field, and
+:func:`write_scenario` (``tomli_w`` plus an atomic write). The file format is documented
+in ``docs/market.md`` (format version :data:`SCENARIO_VERSION`).
+
+Validation is hand-written (no schema library is a dependency of the project) because the
+messages must name the file and the dotted field, e.g. ``mu[3].weights.accuracy``.
+
+May import: the standard library, ``tomli_w`` and ``market.errors`` / ``market.atomic``.
+"""
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from market.atomic import atomic_write_text
+from market.errors import ScenarioError
+
+#: Version of the scenario file format written by this code (``[market] version``).
+SCENARIO_VERSION = 1
+#: Top-level tables the market layer keeps as plain dicts without validating them.
+PASS_THROUGH_TABLES = ("provisioning", "backend")
+BANDWIDTH_MODELS = ("linear", "shannon")
+ASP_COSTS = ("linear", "quadratic")
+WEIGHT_SUM_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class MarketConfig:
+    """The ``[market]`` table: format version, model variants and solver settings."""
+
+    version: int = SCENARIO_VERSION
+    """Scenario format version; this code reads version 1."""
+    name: str = "market"
+    """Free-form name of the scenario (shown in reports)."""
+    description: str = ""
+    """Free-form description."""
+    bandwidth_model: str = "linear"
+    """``"linear"``: rate = spectral_efficiency * bandwidth (bit/s); ``"shannon"``: rate =
+    b log2(1 + snr_hz / b), where snr_hz = P g / N0 (Hz) is fixed by the link."""
+    asp_cost: str = "linear"
+    """``"linear"``: cost k^f f + k^b b; ``"quadratic"``: energy-like compute cost k^f f^2
+    (money per compute unit squared) plus the linear bandwidth cost k^b b."""
+    seed: int = 0
+    """Seed for everything random in a solve (simultaneous-perturbation signs)."""
+    solver: str = "dual-perturbation"
+    """Default solver name (see ``solvers.registry``)."""
+    tolerance: float = 1e-6
+    """Certificate tolerance: largest relative regret / KKT residual accepted."""
+    max_iterations: int = 5000
+    """Iteration limit of the iterative solvers."""
+    reference_bandwidth_hz: float = 1.0e6
+    """Bandwidth (Hz) at which ``spectral_efficiency`` is quoted: snr_hz = (2^e - 1) * this."""
+    noise_psd_w_per_hz: float = 3.98e-21
+    """Noise power spectral density N0 (W/Hz, -174 dBm/Hz), used with ``distance_m``."""
+    path_loss_exponent: float = 3.5
+    """Path-loss exponent alpha: gain = path_loss_reference_gain * distance^-alpha."""
+    path_loss_reference_gain: float = 1.0e-3
+    """Channel power gain at 1 m (dimensionless), used with ``distance_m``."""
+
+
+@dataclass(frozen=True)
+class ASPSpec:
+    """One ``[[asp]]`` entry: an AIGC service provider running one model on an edge server."""
+
+    name: str
+    """Unique name."""
+    accuracy: float
+    """Accuracy A_n of the ASP's model, in [0, 1]."""
+    seconds_per_token: float
+    """Work per generated token c_n (s per token at unit compute), > 0."""
+    max_tokens: float
+    """Longest output l^max_n (tokens), > 0."""
+    compute_capacity: float
+    """Total compute F_n (compute units), > 0."""
+    bandwidth_capacity: float
+    """Total downlink bandwidth B_n (Hz), > 0."""
+    compute_cost: float
+    """Unit compute cost k^f_n (money per compute unit; per unit squared if quadratic), >= 0."""
+    bandwidth_cost: float
+    """Unit bandwidth cost k^b_n (money per Hz), >= 0."""
+    model: str | None = None
+    """Optional name of the backend diffusion model the ASP runs (e.g. ``"digits-small"``)."""
+    transmit_power_w: float = 1.0
+    """Downlink transmit power P (W), used to compute SNR from ``distance_m``."""
+
+
+@dataclass(frozen=True)
+class QoEWeights:
+    """Personal weights on the three QoE dimensions; each >= 0, summing to 1."""
+
+    accuracy: float
+    """w^A: weight on the ASP's accuracy."""
+    tokens: float
+    """w^L: weight on delivered / requested tokens."""
+    timeliness: float
+    """w^T: weight on 1 - latency / deadline."""
+
+
+@dataclass(frozen=True)
+class MUSpec:
+    """One ``[[mu]]`` entry: a mobile user (a leader who sets its reward)."""
+
+    name: str
+    """Unique name."""
+    asp: str
+    """Serving ASP's name, or ``"auto"`` (highest base QoE, ties to the lowest index)."""
+    weights: QoEWeights
+    """QoE weights."""
+    tokens_requested: float
+    """Requested output length L_m (tokens), > 0."""
+    deadline_s: float
+    """Deadline T_m (s) at which timeliness reaches zero, > 0."""
+    payload_bits: float
+    """Bits D_m sent over the air to deliver the result, > 0."""
+    value_per_qoe: float
+    """theta_m: money per unit of QoE, > 0."""
+    reward_min: float
+    """Lower end of the reward box (money per QoE), 0 < reward_min <= reward_max."""
+    reward_max: float
+    """Upper end of the reward box, reward_max <= value_per_qoe."""
+    spectral_efficiency: float | None = None
+    """Link quality e_m (bit/s/Hz) at ``reference_bandwidth_hz``; exclusive with ``distance_m``."""
+    distance_m: float | None = None
+    """Distance to the ASP's server (m); SNR from the path-loss model. Exclusive with the above."""
+    qoe_required: float | None = None
+    """Optional hard floor on delivered QoE."""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated market scenario.
+
+    ``extra_tables`` holds the pass-through top-level tables (``provisioning``, ``backend``)
+    as plain dicts, unvalidated: the pipeline validates them. ``file`` is where it came from.
+    """
+
+    market: MarketConfig
+    """The ``[market]`` table."""
+    asps: tuple[ASPSpec, ...]
+    """The ASPs, in file order."""
+    mus: tuple[MUSpec, ...]
+    """The MUs, in file order."""
+    extra_tables: dict[str, dict] = field(default_factory=dict)
+    """Pass-through tables by name (``"provisioning"``, ``"backend"``)."""
+    file: str = "<memory>"
+    """Source file name, used in error messages."""
+
+    @classmethod
+    def from_dict(cls, data: dict, *, file: str | Path = "<memory>") -> "Scenario":
+        """Validate a parsed TOML document and build a :class:`Scenario`.
+
+        Raises
+        ------
+        ScenarioError
+            Naming ``file`` and the dotted field for any unknown, missing, ill-typed or
+            out-of-range value.
+        """
+        return _parse(data, str(file))
+
+    def to_dict(self) -> dict:
+        """The TOML document (``None`` fields omitted) that :meth:`from_dict` reads back."""
+        out: dict[str, Any] = {"market": _drop_none(asdict(self.market))}
+        out["asp"] = [_drop_none(asdict(a)) for a in self.asps]
+        out["mu"] = [_drop_none(asdict(m)) for m in self.mus]
+        for name, table in self.extra_tables.items():
+            out[name] = table
+        return out
+
+    def asp_index(self) -> dict[str, int]:
+        """Map ASP name -> index."""
+        return {a.name: i for i, a in enumerate(self.asps)}
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario TOML file.
+
+    Raises
+    ------
+    ScenarioError
+        If the file is missing, is not valid TOML, or any field is invalid.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ScenarioError("file not found", file=path) from None
+    except OSError as exc:
+        raise ScenarioError(f"cannot read file ({exc.strerror})", file=path) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ScenarioError("not UTF-8 text", file=path) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"not valid TOML ({exc})", file=path) from None
+    return _parse(data, str(path))
+
+
+def write_scenario(scenario: Scenario, path: str | Path) -> Path:
+    """Write ``scenario`` as TOML atomically (validating it first). Returns the path."""
+    import tomli_w
+
+    data = scenario.to_dict()
+    _parse(data, str(path))  # never write a file we would refuse to read
+    return atomic_write_text(path, tomli_w.dumps(data))
+
+
+# ----------------------------------------------------------------------------- parsing
+def _drop_none(d: dict) -> dict:
+    return {k: (_drop_none(v) if isinstance(v, dict) else v) for k, v in d.items() if v is not None}
+
+
+def _type_name(value: Any) -> str:
+    return {bool: "boolean", int: "integer", float: "float", str: "string", list: "array", dict: "table"}.get(
+        type(value), type(value).__name__
+    )
+
+
+class _Fields:
+    """Reads typed fields out of one table, tracking which were used."""
+
+    def __init__(self, table: Any, where: str, file: str):
+        if not isinstance(table, dict):
+            raise ScenarioError(f"must be a table, got {_type_name(table)}", file=file, field=where)
+        self.table, self.where, self.file, self.used = table, where, file, set()
+
+    def _path(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def error(self, key: str, message: str) -> ScenarioError:
+        return ScenarioError(message, file=self.file, field=self._path(key))
+
+    def get(self, key: str, kind: str, *, default: Any = ..., low: float | None = None,
+            low_open: bool = False, high: float | None = None, choices: tuple | None = None,
+            allow_empty: bool = False) -> Any:
+        self.used.add(key)
+        if key not in self.table:
+            if default is ...:
+                raise self.error(key, "missing required field")
+            return default
+        value = self.table[key]
+        if kind == "float":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise self.error(key, f"must be a number, got {_type_name(value)} {value!r}")
+            value = float(value)
+            if not math.isfinite(value):
+                raise self.error(key, f"must be finite, got {value!r}")
+        elif kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise self.error(key, f"must be an integer, got {_type_name(value)} {value!r}")
+        elif kind == "table":
+            if not isinstance(value, dict):
+                raise self.error(key, f"must be a table, got {_type_name(value)} {value!r}")
+        elif kind == "str":
+            if not isinstance(value, str):
+                raise self.error(key, f"must be a string, got {_type_name(value)} {value!r}")
+            if not value.strip() and not allow_empty:
+                raise self.error(key, "must not be empty")
+        if low is not None and (value < low or (low_open and value == low)):
+            rel = ">" if low_open else ">="
+            raise self.error(key, f"must be {rel} {low:g}, got {value!r}")
+        if high is not None and value > high:
+            raise self.error(key, f"must be <= {high:g}, got {value!r}")
+        if choices is not None and value not in choices:
+            raise self.error(key, f"must be one of {', '.join(map(repr, choices))}, got {value!r}")
+        return value
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.table) - self.used)
+        if unknown:
+            raise self.error(unknown[0], "unknown field")
+
+
+def _parse(data: Any, file: str) -> Scenario:
+    if not isinstance(data, dict):
+        raise ScenarioError("the document must be a table", file=file)
+    known = {"market", "asp", "mu", *PASS_THROUGH_TABLES}
+    for key in data:
+        if key not in known:
+            raise ScenarioError("unknown top-level table", file=file, field=key)
+    if "market" not in data:
+        raise ScenarioError("missing required table [market]", file=file, field="market")
+    market = _parse_market(_Fields(data["market"], "market", file))
+    asps = _parse_array(data, "asp", file, _parse_asp)
+    asp_names = [a.name for a in asps]
+    _unique(asp_names, "asp", file)
+    mus = _parse_array(data, "mu", file, lambda f: _parse_mu(f, set(asp_names)))
+    _unique([m.name for m in mus], "mu", file)
+    extra = {}
+    for name in PASS_THROUGH_TABLES:
+        if name in data:
+            if not isinstance(data[name], dict):
+                raise ScenarioError(f"must be a table, got {_type_name(data[name])}", file=file, field=name)
+            extra[name] = data[name]
+    return Scenario(market=market, asps=tuple(asps), mus=tuple(mus), extra_tables=extra, file=file)
+
+
+def _unique(names: list[str], array: str, file: str) -> None:
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if name in seen:
+            raise ScenarioError(f"duplicate name {name!r} (also {array}[{seen[name]}])", file=file,
+                                field=f"{array}[{i}].name")
+        seen[name] = i
+
+
+def _parse_array(data: dict, key: str, file: str, parse_one) -> list:
+    if key not in data:
+        raise ScenarioError(f"missing required array [[{key}]]", file=file, field=key)
+    items = data[key]
+    if not isinstance(items, list):
+        raise ScenarioError(f"must be an array of tables [[{key}]], got {_type_name(items)}", file=file, field=key)
+    if not items:
+        raise ScenarioError(f"needs at least one [[{key}]] entry", file=file, field=key)
+    out = []
+    for i, item in enumerate(items):
+        fields_ = _Fields(item, f"{key}[{i}]", file)
+        out.append(parse_one(fields_))
+        fields_.finish()
+    return out
+
+
+def _parse_market(f: _Fields) -> MarketConfig:
+    version = f.get("version", "int")
+    if version != SCENARIO_VERSION:
+        raise f.error("version", f"unsupported scenario format version {version} (this code reads {SCENARIO_VERSION})")
+    cfg = MarketConfig(
+        version=version,
+        name=f.get("name", "str", default="market"),
+        description=f.get("description", "str", default="", allow_empty=True),
+        bandwidth_model=f.get("bandwidth_model", "str", default="linear", choices=BANDWIDTH_MODELS),
+        asp_cost=f.get("asp_cost", "str", default="linear", choices=ASP_COSTS),
+        seed=f.get("seed", "int", default=0, low=0),
+        solver=f.get("solver", "str", default="dual-perturbation"),
+        tolerance=f.get("tolerance", "float", default=1e-6, low=0.0, low_open=True, high=1.0),
+        max_iterations=f.get("max_iterations", "int", default=5000, low=1),
+        reference_bandwidth_hz=f.get("reference_bandwidth_hz", "float", default=1.0e6, low=0.0, low_open=True),
+        noise_psd_w_per_hz=f.get("noise_psd_w_per_hz", "float", default=3.98e-21, low=0.0, low_open=True),
+        path_loss_exponent=f.get("path_loss_exponent", "float", default=3.5, low=0.0),
+        path_loss_reference_gain=f.get("path_loss_reference_gain", "float", default=1.0e-3, low=0.0, low_open=True),
+    )
+    f.finish()
+    return cfg
+
+
+def _parse_asp(f: _Fields) -> ASPSpec:
+    model = f.get("model", "str", default=None)
+    return ASPSpec(
+        name=f.get("name", "str"),
+        accuracy=f.get("accuracy", "float", low=0.0, high=1.0),
+        seconds_per_token=f.get("seconds_per_token", "float", low=0.0, low_open=True),
+        max_tokens=f.get("max_tokens", "float", low=0.0, low_open=True),
+        compute_capacity=f.get("compute_capacity", "float", low=0.0, low_open=True),
+        bandwidth_capacity=f.get("bandwidth_capacity", "float", low=0.0, low_open=True),
+        compute_cost=f.get("compute_cost", "float", low=0.0),
+        bandwidth_cost=f.get("bandwidth_cost", "float", low=0.0),
+        model=model,
+        transmit_power_w=f.get("transmit_power_w", "float", default=1.0, low=0.0, low_open=True),
+    )
+
+
+def _parse_mu(f: _Fields, asp_names: set[str]) -> MUSpec:
+    name = f.get("name", "str")
+    asp = f.get("asp", "str")
+    if asp != "auto" and asp not in asp_names:
+        raise f.error("asp", f"names ASP {asp!r}, which does not exist (ASPs: {', '.join(sorted(asp_names))}; or \"auto\")")
+    wf = _Fields(f.get("weights", "table"), f._path("weights"), f.file)
+    weights = QoEWeights(
+        accuracy=wf.get("accuracy", "float", low=0.0),
+        tokens=wf.get("tokens", "float", low=0.0),
+        timeliness=wf.get("timeliness", "float", low=0.0),
+    )
+    wf.finish()
+    total = weights.accuracy + weights.tokens + weights.timeliness
+    if abs(total - 1.0) > WEIGHT_SUM_TOLERANCE:
+        raise f.error("weights", f"weights must sum to 1 (within {WEIGHT_SUM_TOLERANCE:g}), they sum to {total!r}")
+    theta = f.get("value_per_qoe", "float", low=0.0, low_open=True)
+    r_lo = f.get("reward_min", "float", low=0.0, low_open=True)
+    r_hi = f.get("reward_max", "float", low=0.0, low_open=True)
+    if r_lo > r_hi:
+        raise f.error("reward_min", f"reward_min ({r_lo!r}) exceeds reward_max ({r_hi!r})")
+    if r_hi > theta:
+        raise f.error("reward_max", f"reward box must lie in (0, value_per_qoe]: reward_max {r_hi!r} > value_per_qoe {theta!r}")
+    eff = f.get("spectral_efficiency", "float", default=None, low=0.0, low_open=True)
+    dist = f.get("distance_m", "float", default=None, low=0.0, low_open=True)
+    if (eff is None) == (dist is None):
+        raise f.error("spectral_efficiency", "give exactly one of spectral_efficiency or distance_m")
+    qreq = f.get("qoe_required", "float", default=None)
+    return MUSpec(
+        name=name, asp=asp, weights=weights,
+        tokens_requested=f.get("tokens_requested", "float", low=0.0, low_open=True),
+        deadline_s=f.get("deadline_s", "float", low=0.0, low_open=True),
+        payload_bits=f.get("payload_bits", "float", low=0.0, low_open=True),
+        value_per_qoe=theta, reward_min=r_lo, reward_max=r_hi,
+        spectral_efficiency=eff, distance_m=dist, qoe_required=qreq,
+    )
+
+
+def scenario_field_names() -> dict[str, list[str]]:
+    """Field names per table (for documentation and generators)."""
+    return {
+        "market": [f.name for f in fields(MarketConfig)],
+        "asp": [f.name for f in fields(ASPSpec)],
+        "mu": [f.name for f in fields(MUSpec)],
+        "mu.weights": [f.name for f in fields(QoEWeights)],
+    }
