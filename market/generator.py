@@ -53,8 +53,8 @@ def generate_scenario(n_asps: int, n_mus: int, seed: int = 0, *, name: str | Non
             accuracy=_round(min(1.0, acc * rng.uniform(0.97, 1.03))),
             seconds_per_token=_round(spt * rng.uniform(0.8, 1.2)),
             max_tokens=float(lmax),
-            compute_capacity=_round(rng.uniform(20.0, 80.0)),
-            bandwidth_capacity=_round(rng.uniform(2e7, 1e8)),
+            compute_capacity=_round(rng.uniform(8.0, 30.0)),
+            bandwidth_capacity=_round(rng.uniform(1e7, 5e7)),
             compute_cost=_round(rng.uniform(0.002, 0.02)),
             bandwidth_cost=_round(rng.uniform(2e-10, 2e-9)),
         ))

@@ -1,0 +1,131 @@
+"""``incentive solve``: solve a market scenario, certify the equilibrium, print and save it.
+
+Usage: ``incentive solve SCENARIO [--solver NAME] [--out result.json] [--quiet] [--json]
+[--tolerance T] [--max-iterations N]``. Prints a table (per MU: reward, compute,
+bandwidth, latency, QoE and its parts, payment, utility, regret; per ASP: prices, use of
+capacity, profit; the certificate) and writes the result JSON (``docs/market.md``)
+atomically. Exit code 0 when the certificate passes, 1 when it does not, 2 on bad input.
+
+Cheap to import: numpy, cvxpy and the solvers are imported inside :func:`run`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+
+def register(subparsers) -> None:
+    """Add the ``solve`` parser."""
+    p = subparsers.add_parser("solve", help="solve a market scenario and certify the equilibrium",
+                              description="Solve a market scenario and certify the equilibrium.")
+    p.add_argument("scenario", help="scenario TOML file (see docs/market.md)")
+    p.add_argument("--solver", default=None,
+                   help="solver name (default: the scenario's [market] solver, normally dual-perturbation); "
+                        "see `incentive solve --list-solvers x`")
+    p.add_argument("--out", default=None, help="write the result JSON here (atomically)")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors (and --json output)")
+    p.add_argument("--json", action="store_true", help="print the result JSON to stdout instead of the table")
+    p.add_argument("--tolerance", type=float, default=None, help="certificate tolerance, relative (default 1e-6)")
+    p.add_argument("--max-iterations", type=int, default=None, help="iteration limit of the solver")
+    p.add_argument("--list-solvers", action="store_true", help="list the registered solvers and exit")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the command; returns the exit code."""
+    from market.errors import UserError
+    from market.scenario import load_scenario
+    from solvers.registry import REGISTRY, solve
+
+    if args.list_solvers:
+        for name, spec in sorted(REGISTRY.items()):
+            print(f"{name:28s} {spec.description}")
+        return 0
+    if args.tolerance is not None and not (0 < args.tolerance < 1):
+        raise UserError(f"--tolerance must be in (0, 1), got {args.tolerance}")
+    if args.max_iterations is not None and args.max_iterations < 1:
+        raise UserError(f"--max-iterations must be >= 1, got {args.max_iterations}")
+    started = time.perf_counter()
+    scenario = load_scenario(args.scenario)
+    solver = args.solver or scenario.market.solver
+    options = {}
+    if solver in REGISTRY and REGISTRY[solver].module.startswith("solvers.") and not args.quiet and not args.json \
+            and REGISTRY[solver].name != "pyomo":
+        options["progress"] = _progress_printer()
+    result = solve(scenario, solver, tolerance=args.tolerance, max_iterations=args.max_iterations, **options)
+    data = result.to_dict()
+    data["scenario_file"] = str(args.scenario)
+    data["scenario_config"] = scenario.to_dict()["market"]
+    data["command_time_s"] = time.perf_counter() - started
+    if args.out:
+        from market.atomic import atomic_write_json
+
+        atomic_write_json(args.out, data)
+    if args.json:
+        print(json.dumps(data, indent=2, allow_nan=False))
+    elif not args.quiet:
+        print(format_result(result))
+        if args.out:
+            print(f"result written to {args.out}")
+    return 0 if result.status == "converged" else 1
+
+
+def _progress_printer():
+    """A progress callback that prints at most once a second to stderr."""
+    state = {"last": time.perf_counter()}
+
+    def report(iteration: int, gain: float) -> None:
+        now = time.perf_counter()
+        if now - state["last"] >= 1.0:
+            state["last"] = now
+            print(f"  round {iteration}: largest predicted relative gain {gain:.3e}", file=sys.stderr)
+
+    return report
+
+
+def _fmt(x: float | None, spec: str = ".4g") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def format_result(result, max_rows: int = 40) -> str:
+    """The readable table of a result (MUs, ASPs, certificate)."""
+    d = result.to_dict()
+    lines = [f"scenario {d['scenario']}: solver {d['solver']}, status {d['status'].upper()} "
+             f"({d['iterations']} iterations, solve {d['solve_time_s']:.3f} s, "
+             f"certificate {d['certificate_time_s']:.3f} s)"]
+    if d["message"]:
+        lines.append(f"  {d['message']}")
+    if d["mus"]:
+        head = (f"{'MU':18s} {'ASP':8s} {'reward':>9s} {'compute':>9s} {'bandwidth':>10s} {'latency_s':>9s} "
+                f"{'QoE':>7s} {'acc':>6s} {'tok':>6s} {'time':>7s} {'payment':>9s} {'utility':>9s} {'regret':>9s}")
+        lines += ["", head, "-" * len(head)]
+        for row in d["mus"][:max_rows]:
+            lines.append(
+                f"{row['name'][:18]:18s} {row['asp'][:8]:8s} {_fmt(row['reward']):>9s} {_fmt(row['compute']):>9s} "
+                f"{_fmt(row['bandwidth']):>10s} {_fmt(row['latency_s']):>9s} {_fmt(row['qoe'], '.4f'):>7s} "
+                f"{_fmt(row['qoe_accuracy'], '.3f'):>6s} {_fmt(row['qoe_tokens'], '.3f'):>6s} "
+                f"{_fmt(row['qoe_timeliness'], '.3f'):>7s} {_fmt(row['payment']):>9s} {_fmt(row['utility']):>9s} "
+                f"{_fmt(row['regret'], '.2e'):>9s}")
+        if len(d["mus"]) > max_rows:
+            lines.append(f"... {len(d['mus']) - max_rows} more MUs (all of them in the JSON result)")
+        head = (f"{'ASP':8s} {'compute_price':>13s} {'bw_price':>10s} {'compute used':>16s} "
+                f"{'bandwidth used':>20s} {'revenue':>9s} {'cost':>9s} {'profit':>9s}")
+        lines += ["", head, "-" * len(head)]
+        for row in d["asps"][:max_rows]:
+            used_f = f"{row['compute_used']:.3g}/{row['compute_capacity']:.3g}"
+            used_b = f"{row['bandwidth_used']:.3g}/{row['bandwidth_capacity']:.3g}"
+            lines.append(f"{row['name'][:8]:8s} {_fmt(row['compute_price']):>13s} {_fmt(row['bandwidth_price']):>10s} "
+                         f"{used_f:>16s} {used_b:>20s} {_fmt(row['revenue']):>9s} {_fmt(row['cost']):>9s} "
+                         f"{_fmt(row['profit']):>9s}")
+        if len(d["asps"]) > max_rows:
+            lines.append(f"... {len(d['asps']) - max_rows} more ASPs")
+    c = d["certificate"]
+    if c:
+        lines += ["", f"certificate: {'PASSED' if c['passed'] else 'NOT PASSED'} at tolerance {c['tolerance']:.1e} "
+                      f"(relative): KKT residual {c['kkt_residual']:.2e}, max relative regret "
+                      f"{c['max_relative_regret']:.2e}, max regret {c['max_regret']:.3e}, NashConv {c['nashconv']:.3e}"]
+        if c["floor_violation"] > 0:
+            lines.append(f"  QoE floor missed by up to {c['floor_violation']:.3e}")
+    return "\n".join(lines)
