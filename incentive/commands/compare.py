@@ -1,0 +1,45 @@
+"""``incentive compare SCENARIO [--out DIR]``: the mechanism against the alternatives.
+
+Prints the metrics table (and the proposed mechanism's percentage changes against each
+alternative) and, with ``--out``, writes ``table.txt``, ``comparison.csv``,
+``comparison.json``, ``metrics.png`` and ``trajectory.png`` into a folder that appears
+whole or not at all. Cheap to import: the study loads inside the handler.
+
+May import: everything (it is part of ``incentive``).
+"""
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    """Add the ``compare`` parser."""
+    p = subparsers.add_parser("compare", help="compare the mechanism against alternative mechanisms",
+                              description="Run every mechanism (proposed equilibrium, uniform reward, equal split, "
+                                          "proportional share, single-dimension QoE, ASP pricing, social optimum) "
+                                          "on one scenario; print and save the comparison.")
+    p.add_argument("scenario", help="scenario TOML file")
+    p.add_argument("--out", default=None, help="folder for table, CSV, JSON and PNG plots")
+    p.add_argument("--solver", default="dual-perturbation", help="equilibrium solver (default: dual-perturbation)")
+    p.add_argument("--no-trajectory", action="store_true",
+                   help="skip the Pyomo Gauss-Seidel reward trajectory (it needs ipopt and takes seconds)")
+    p.add_argument("--json", action="store_true", help="print the comparison JSON instead of the table")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import json
+
+    from incentive import study
+    from incentive.outdir import staged_output_dir
+    from solvers.registry import as_market
+
+    market = as_market(args.scenario)
+    comparison = study.compare(market, solver=args.solver, trajectory=not args.no_trajectory)
+    if args.json:
+        print(json.dumps(study._json_safe(comparison.metrics | {"percent_vs": comparison.percent_vs}), indent=2))
+    else:
+        print(study.format_table(comparison))
+    if args.out:
+        with staged_output_dir(args.out) as stage:
+            study.write_comparison(comparison, stage, mu_names=market.mu_names)
+        print(f"\nwrote {args.out}/ (table.txt, comparison.csv, comparison.json, metrics.png, trajectory.png)")
+    return 0
