@@ -40,10 +40,13 @@ __all__ = [
     "Outcome",
     "evaluate_allocation",
     "BUDGET_TOLERANCE",
+    "QOE_TOLERANCE",
 ]
 
 #: Relative slack allowed on the power budget (22d) before it counts as violated.
 BUDGET_TOLERANCE = 1e-9
+#: Absolute slack on the QoE floor (22b): ``QoE_i < Q^th_i - QOE_TOLERANCE`` is a violation.
+QOE_TOLERANCE = 1e-9
 
 
 def latency_factor(trials, seconds_per_trial, max_latency_s):
@@ -161,7 +164,7 @@ def evaluate_allocation(
     costs = cost(valid_trials, power_w, obj.compute_cost_per_step, obj.diffusion_steps)
     weights = np.asarray(obj.user_weights, dtype=float)
     utility = float(obj.qoe_weight * weights @ realised_q - obj.cost_weight * costs.sum())
-    qoe_violations = int(np.sum(expected_q < np.asarray(obj.min_qoe)))
+    qoe_violations = int(np.sum(expected_q < np.asarray(obj.min_qoe) - QOE_TOLERANCE))
     trial_violations = int(np.sum((trials < 1) | (trials > config.max_trials) | (trials != np.round(trials))))
     budget_violated = bool(power_w.sum() > state.p_total_w * (1.0 + BUDGET_TOLERANCE) or np.any(power_w < 0))
     penalty = obj.penalty_per_user * (qoe_violations + trial_violations) + obj.penalty_budget * budget_violated

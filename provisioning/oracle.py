@@ -1,0 +1,443 @@
+"""The exact optimum ("oracle") of the provisioning problem, state by state.
+
+What this module is for
+-----------------------
+The yardstick of every provisioning result: for one state, the allocation of integer trials and
+powers that maximises the penalised expected utility of eq. (22) / section V-C
+(:meth:`provisioning.env.ProvisioningEnv.expected_utility`).
+
+Method (why it is exact)
+------------------------
+The objective separates over users and couples them only through ``sum P_i <= P_total``.
+For user ``i`` with ``N`` trials::
+
+    v_i(N, P) = A_iN (base_iN - kappa_i H(beta_i P)) - eta_c N c zeta - eta_c N P - rho [P < Pmin_iN]
+
+with ``A_iN = eta_q w_i LF_i(N) > 0``, ``H`` the expected BER of eq. (10) as a function of the
+mean SNR (convex and decreasing: it is a shadowing average of the convex, decreasing Nakagami
+BER) and ``Pmin_iN`` the least power meeting the QoE floor (22b). Cutting each user's range at
+``Pmin`` gives at most ``2 N_max`` *options* per user (``N`` trials, floor met or not), on each
+of which ``v_i`` is concave in ``P`` with box bounds. For a fixed option per user the problem is
+a separable concave maximisation under one linear budget, solved exactly by its KKT conditions:
+``P_i(lambda) = clip(P*_i(lambda), lo_i, hi_i)`` with ``A kappa beta |H'(beta P*)| = eta_c N + lambda``
+and ``lambda >= 0`` found by bisection so that the budget holds (water-filling). The oracle
+enumerates every combination of options (``(2 N_max)^Q``; 4,096 for the 3-user scenario),
+visiting them in decreasing order of an upper bound (each user's stand-alone optimum) and
+stopping when no remaining combination can beat the best found, so the maximum is global.
+
+Numerics: ``H`` and ``H'`` are tabulated once per channel on a 0.002-wide grid of ``ln(mean SNR)``
+from exact values (:func:`provisioning.channel.expected_ber` and its exact derivative) and read
+by cubic Hermite interpolation (error below 1e-12); the inverse of ``H'`` is read by linear
+interpolation (its error moves ``P*`` by ~1e-7 relatively, which changes the utility only at
+second order, ~1e-13). The returned utility is recomputed with the exact model.
+
+We use this 1-D water-filling rather than cvxpy because the expected BER (an incomplete beta
+function averaged over shadowing) is not a DCP atom; the method is the textbook KKT solution of
+a separable concave resource-allocation problem, written by hand because no library ships it.
+
+For many users (``(2 N_max)^Q`` too large) :func:`oracle_allocation` switches to Lagrangian
+(dual) decomposition: it returns a feasible allocation, an upper bound (the dual value) and says
+whether the gap closed (``exact``).
+
+May import: numpy, ``provisioning.*``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from provisioning.channel import ChannelParams, expected_ber, expected_ber_derivative
+from provisioning.qoe import evaluate_allocation, latency_factor
+from provisioning.quality import QualityModel, expected_max_std_normal
+from provisioning.scenario import ProvisioningConfig
+from provisioning.state import State
+
+__all__ = ["OracleResult", "oracle_allocation", "oracle_allocations", "BerTable"]
+
+#: Most option combinations enumerated before switching to the dual method.
+MAX_ENUMERATED_COMBINATIONS = 200_000
+_CHUNK = 512
+_BISECTION_STEPS = 80
+
+
+@dataclass(frozen=True)
+class OracleResult:
+    """The optimum for one state.
+
+    Attributes
+    ----------
+    trials : ndarray of int (Q,)
+        Optimal ``N_i``.
+    power : ndarray of float (Q,)
+        Optimal ``P_i``, watts (``sum <= P_total``).
+    utility : float
+        Expected penalised utility of ``(trials, power)``, computed with the exact model
+        (equals ``ProvisioningEnv.expected_utility``).
+    upper_bound : float
+        A proven upper bound on the optimum (equals ``utility`` up to numerics when ``exact``).
+    exact : bool
+        True when the optimum is certified (full enumeration, or a closed duality gap).
+    method : str
+        ``"enumeration"`` or ``"dual"``.
+    """
+
+    trials: np.ndarray
+    power: np.ndarray
+    utility: float
+    upper_bound: float
+    exact: bool
+    method: str
+
+
+class BerTable:
+    """``H(y) = E[BER](e^y)`` and ``G(y) = -dE[BER]/dgbar`` on a uniform grid of ``y = ln gbar``.
+
+    Built from exact values; :meth:`ber` is a cubic Hermite interpolant (uses the exact slope),
+    :meth:`y_of_marginal` and :meth:`y_of_ber` invert monotone tables by linear interpolation.
+    """
+
+    def __init__(self, channel: ChannelParams, y_low: float = -50.0, y_high: float = 60.0, step: float = 0.002):
+        y = np.arange(y_low, y_high + step / 2, step)
+        gbar = np.exp(y)
+        ber = expected_ber(gbar, channel)
+        slope_gbar = expected_ber_derivative(gbar, channel)
+        keep = (ber > 1e-280) & (slope_gbar < 0)
+        last = int(np.nonzero(keep)[0][-1]) + 1
+        self.y = y[:last]
+        self.step = step
+        self.ber_values = ber[:last]
+        self.slope_y = (slope_gbar * gbar)[:last]  # dH/dy
+        self.log_marginal = np.log(-slope_gbar[:last])  # ln G, strictly decreasing
+        self.log_ber = np.log(self.ber_values)  # decreasing
+        # increasing copies for np.interp (contiguous, made once)
+        self._y_rev = np.ascontiguousarray(self.y[::-1])
+        self._log_marginal_rev = np.ascontiguousarray(self.log_marginal[::-1])
+        self._log_ber_rev = np.ascontiguousarray(self.log_ber[::-1])
+
+    def ber(self, y):
+        """``H(y)`` by cubic Hermite interpolation; 1/2 below the grid, 0 above it."""
+        y = np.asarray(y, dtype=float)
+        position = np.nan_to_num((y - self.y[0]) / self.step, nan=0.0, posinf=len(self.y), neginf=-1.0)
+        k = np.clip(np.floor(position), 0, len(self.y) - 2).astype(np.int64)
+        t = np.clip(position - k, 0.0, 1.0)
+        t2, t3 = t * t, t * t * t
+        value = (
+            (2 * t3 - 3 * t2 + 1) * self.ber_values[k]
+            + (t3 - 2 * t2 + t) * self.step * self.slope_y[k]
+            + (-2 * t3 + 3 * t2) * self.ber_values[k + 1]
+            + (t3 - t2) * self.step * self.slope_y[k + 1]
+        )
+        value = np.where(y < self.y[0], 0.5, value)
+        return np.where(y > self.y[-1], 0.0, value)
+
+    def y_of_marginal(self, log_target):
+        """``y`` with ``ln G(y) = log_target`` (clamped to the grid ends)."""
+        return np.interp(log_target, self._log_marginal_rev, self._y_rev)
+
+    def y_of_ber(self, ber_target):
+        """``y`` with ``H(y) = ber_target`` for ``0 < ber_target < 1/2``, refined by Newton steps."""
+        target = np.asarray(ber_target, dtype=float)
+        y = np.interp(np.log(target), self._log_ber_rev, self._y_rev)
+        for _ in range(3):
+            position = (y - self.y[0]) / self.step
+            k = np.clip(np.round(position).astype(np.int64), 0, len(self.y) - 1)
+            slope = np.minimum(self.slope_y[k], -1e-300)
+            y = np.clip(y - (self.ber(y) - target) / slope, self.y[0], self.y[-1])
+        return y
+
+
+@lru_cache(maxsize=16)
+def _table(channel: ChannelParams) -> BerTable:
+    return BerTable(channel)
+
+
+@dataclass(frozen=True)
+class _Options:
+    """Per-user options (N, floor met or not) as arrays of shape (Q, O)."""
+
+    trials: np.ndarray  # int
+    gain: np.ndarray  # A kappa: utility lost per unit BER
+    log_beta: np.ndarray  # ln(mean SNR per watt), broadcast
+    constant: np.ndarray  # A base - fixed cost - penalty
+    price: np.ndarray  # eta_c N: utility lost per watt
+    low: np.ndarray
+    high: np.ndarray
+    valid: np.ndarray  # bool
+
+
+def _options(config: ProvisioningConfig, state: State, quality_model: QualityModel, table: BerTable) -> _Options:
+    obj = config.objective
+    q, n_max = config.num_users, config.max_trials
+    n = np.arange(1, n_max + 1)
+    seconds = np.asarray(config.latency.seconds_per_trial())[:, None]
+    lf = latency_factor(n[None, :], seconds, config.latency.max_latency_s)  # (Q, N)
+    mean_log, std_log, kappa = (np.broadcast_to(np.asarray(v, dtype=float), (q,)) for v in quality_model.log_quality_params(state.difficulty))
+    base = mean_log[:, None] + std_log[:, None] * expected_max_std_normal(n)[None, :] - np.log(state.quality_threshold)[:, None]
+    weights = np.asarray(obj.user_weights, dtype=float)[:, None]
+    amplitude = obj.qoe_weight * weights * lf
+    min_qoe = np.asarray(obj.min_qoe, dtype=float)[:, None]
+    beta = state.mean_snr_per_watt(config)
+    p_total = state.p_total_w
+    # least power meeting the QoE floor: kappa H(beta P) <= base - Qth/LF
+    slack = base - min_qoe / lf  # quality factor margin at zero BER
+    kappa2 = np.broadcast_to(kappa[:, None], slack.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ber_cap = np.where(kappa2 > 0, slack / kappa2, np.where(slack >= 0, np.inf, -np.inf))
+    p_min = np.full(slack.shape, np.inf)
+    p_min[ber_cap >= 0.5] = 0.0
+    inner = (ber_cap > 0) & (ber_cap < 0.5)
+    if np.any(inner):
+        rows = np.nonzero(inner)[0]
+        y = table.y_of_ber(ber_cap[inner])
+        p_min[inner] = np.exp(y) / beta[rows]
+    fixed = obj.cost_weight * n * obj.compute_cost_per_step * obj.diffusion_steps
+    price = obj.cost_weight * n
+    shape = (q, 2 * n_max)
+    trials = np.broadcast_to(np.concatenate([n, n])[None, :], shape).copy()
+    gain = np.concatenate([amplitude, amplitude], axis=1) * kappa[:, None]
+    constant_met = amplitude * base - fixed[None, :]
+    constant = np.concatenate([constant_met, constant_met - obj.penalty_per_user], axis=1)
+    low = np.concatenate([np.minimum(p_min, np.inf), np.zeros_like(p_min)], axis=1)
+    high = np.concatenate([np.full_like(p_min, p_total), np.minimum(p_min, p_total)], axis=1)
+    valid = np.concatenate([p_min <= p_total, p_min > 0], axis=1)
+    low = np.where(valid, low, 0.0)
+    high = np.where(valid, high, 0.0)
+    return _Options(
+        trials=trials,
+        gain=gain,
+        log_beta=np.broadcast_to(np.log(beta)[:, None], shape).copy(),
+        constant=constant,
+        price=np.broadcast_to(np.concatenate([price, price])[None, :], shape).copy(),
+        low=low,
+        high=high,
+        valid=valid,
+    )
+
+
+def _response(table: BerTable, gain, log_beta, price, low, high, shadow_price):
+    """KKT power ``clip(P*, low, high)`` with ``gain beta G(beta P*) = price + shadow_price``."""
+    with np.errstate(divide="ignore"):
+        log_target = np.log(price + shadow_price) - np.log(gain) - log_beta
+    y = table.y_of_marginal(log_target)
+    unconstrained = np.where(gain > 0, np.exp(y - log_beta), 0.0)
+    return np.clip(unconstrained, low, high)
+
+
+def _value(table: BerTable, gain, log_beta, constant, price, power):
+    with np.errstate(divide="ignore"):
+        y = np.log(power) + log_beta
+    return constant - gain * table.ber(y) - price * power
+
+
+def _split(table: BerTable, opt: dict, p_total: float):
+    """Exact power split for a batch of option combinations (arrays of shape (C, Q))."""
+    gain, log_beta, price, low, high = opt["gain"], opt["log_beta"], opt["price"], opt["low"], opt["high"]
+    power = _response(table, gain, log_beta, price, low, high, 0.0)
+    over = power.sum(axis=1) > p_total
+    if np.any(over):
+        sub = {k: v[over] for k, v in opt.items()}
+        # bracket: at shadow price `hi` every user sits at (or within 1e-12 P_total of) its lower bound
+        floor = np.maximum(sub["low"], 1e-12 * p_total)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            marginal_at_floor = sub["gain"] * np.exp(sub["log_beta"] + np.interp(np.log(floor) + sub["log_beta"], table.y, table.log_marginal))
+        hi = np.maximum(np.nanmax(np.where(np.isfinite(marginal_at_floor), marginal_at_floor, 0.0), axis=1), 1e-300) * 2.0 + 1.0
+        lo = hi * 1e-40
+        for _ in range(_BISECTION_STEPS):
+            mid = np.sqrt(lo * hi)  # geometric bisection: lambda spans many decades
+            p = _response(table, sub["gain"], sub["log_beta"], sub["price"], sub["low"], sub["high"], mid[:, None])
+            too_much = p.sum(axis=1) > p_total
+            lo = np.where(too_much, mid, lo)
+            hi = np.where(too_much, hi, mid)
+        power[over] = _response(table, sub["gain"], sub["log_beta"], sub["price"], sub["low"], sub["high"], hi[:, None])
+    total = power.sum(axis=1)
+    scale = np.where(total > p_total, p_total / np.maximum(total, 1e-300), 1.0)
+    power = power * scale[:, None]  # rounding guard; never binding by more than ~1e-12
+    return power
+
+
+def _gather(options: _Options, index: np.ndarray) -> dict:
+    """Arrays of shape (C, Q) for combinations ``index`` (C, Q) of option columns."""
+    rows = np.arange(index.shape[1])[None, :]
+    return {
+        "gain": options.gain[rows, index],
+        "log_beta": options.log_beta[rows, index],
+        "price": options.price[rows, index],
+        "low": options.low[rows, index],
+        "high": options.high[rows, index],
+        "constant": options.constant[rows, index],
+        "trials": options.trials[rows, index],
+    }
+
+
+def _standalone(table: BerTable, options: _Options):
+    """Each option's best value ignoring the shared budget (an upper bound) and its power."""
+    power = _response(table, options.gain, options.log_beta, options.price, options.low, options.high, 0.0)
+    value = _value(table, options.gain, options.log_beta, options.constant, options.price, power)
+    return np.where(options.valid, value, -np.inf), power
+
+
+def _lagrangian_terms(table: BerTable, options: _Options, shadow_prices: np.ndarray):
+    """``max_P v_o(P) - lambda P`` per option for each ``lambda`` (shape (L, Q, O))."""
+    lam = shadow_prices[:, None, None]
+    power = _response(table, options.gain, options.log_beta, options.price, options.low, options.high, lam)
+    value = _value(table, options.gain, options.log_beta, options.constant, options.price, power)
+    return np.where(options.valid, value - lam * power, -np.inf)
+
+
+def _best_shadow_price(table: BerTable, options: _Options, p_total: float) -> float:
+    """A shadow price close to the minimiser of the (convex) dual function, by two grid passes.
+
+    Any ``lambda >= 0`` yields a valid bound; a good one only makes the pruning tighter.
+    """
+    grid = np.concatenate([[0.0], np.geomspace(1e-8, 1e8, 97)])
+    for _ in range(2):
+        dual = _lagrangian_terms(table, options, grid).max(axis=2).sum(axis=1) + grid * p_total
+        k = int(np.argmin(dual))
+        if grid[k] == 0.0:
+            return 0.0
+        low, high = grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]
+        grid = np.concatenate([[0.0], np.geomspace(max(low, 1e-12), high, 65)])
+    return float(grid[int(np.argmin(dual))])
+
+
+def _enumerate(config: ProvisioningConfig, state: State, options: _Options, table: BerTable):
+    """Branch-and-bound over option combinations with Lagrangian upper bounds."""
+    shadow_price = _best_shadow_price(table, options, state.p_total_w)
+    bound = _lagrangian_terms(table, options, np.array([shadow_price]))[0]
+    per_user = [np.nonzero(options.valid[i])[0] for i in range(config.num_users)]
+    combos = np.stack(np.meshgrid(*per_user, indexing="ij"), axis=-1).reshape(-1, config.num_users)
+    rows = np.arange(config.num_users)[None, :]
+    combo_bound = bound[rows, combos].sum(axis=1) + shadow_price * state.p_total_w
+    order = np.argsort(-combo_bound, kind="stable")
+    combos, combo_bound = combos[order], combo_bound[order]
+    best_value, best = -np.inf, None
+    start, chunk_size = 0, 16
+    while start < len(combos):
+        if combo_bound[start] <= best_value + 1e-12:
+            break
+        chunk = combos[start : start + chunk_size]
+        start += chunk_size
+        chunk_size = min(chunk_size * 4, _CHUNK)
+        opt = _gather(options, chunk)
+        feasible = opt["low"].sum(axis=1) <= state.p_total_w * (1 + 1e-12)
+        if not np.all(feasible):
+            opt = {k: v[feasible] for k, v in opt.items()}
+            if not len(opt["gain"]):
+                continue
+        power = _split(table, {k: opt[k] for k in ("gain", "log_beta", "price", "low", "high")}, state.p_total_w)
+        value = _value(table, opt["gain"], opt["log_beta"], opt["constant"], opt["price"], power).sum(axis=1)
+        k = int(np.argmax(value))
+        if value[k] > best_value:
+            best_value, best = float(value[k]), (opt["trials"][k].copy(), power[k].copy())
+    return best, best_value
+
+
+def _dual(config: ProvisioningConfig, state: State, options: _Options, table: BerTable):
+    """Lagrangian decomposition for many users: feasible allocation plus dual upper bound."""
+    p_total = state.p_total_w
+
+    def per_user_best(shadow_price):
+        power = _response(table, options.gain, options.log_beta, options.price, options.low, options.high, shadow_price)
+        value = _value(table, options.gain, options.log_beta, options.constant, options.price, power)
+        lagrangian = np.where(options.valid, value - shadow_price * power, -np.inf)
+        choice = np.argmax(lagrangian, axis=1)
+        rows = np.arange(len(choice))
+        return choice, power[rows, choice], lagrangian[rows, choice].sum() + shadow_price * p_total
+
+    choice, power, dual_value = per_user_best(0.0)
+    best_bound = dual_value
+    if power.sum() > p_total:
+        lo, hi = 0.0, 1.0
+        while per_user_best(hi)[1].sum() > p_total and hi < 1e30:
+            hi *= 4.0
+        # minimise the convex dual function over [lo, hi] by golden-section search
+        ratio = (np.sqrt(5.0) - 1.0) / 2.0
+        a, b = lo, hi
+        c, d = b - ratio * (b - a), a + ratio * (b - a)
+        fc, fd = per_user_best(c)[2], per_user_best(d)[2]
+        for _ in range(120):
+            if fc <= fd:
+                b, d, fd = d, c, fc
+                c = b - ratio * (b - a)
+                fc = per_user_best(c)[2]
+            else:
+                a, c, fc = c, d, fd
+                d = a + ratio * (b - a)
+                fd = per_user_best(d)[2]
+        best_bound = min(fc, fd, per_user_best(0.0)[2])
+        candidates = []
+        for shadow_price in (a, b, b * (1 + 1e-6), hi):
+            ch, _, _ = per_user_best(shadow_price)
+            candidates.append(ch)
+    else:
+        candidates = [choice]
+    best_value, best = -np.inf, None
+    for ch in candidates:
+        index = ch[None, :]
+        opt = _gather(options, index)
+        if opt["low"].sum() > p_total * (1 + 1e-12):
+            continue
+        power = _split(table, {k: opt[k] for k in ("gain", "log_beta", "price", "low", "high")}, p_total)
+        value = float(_value(table, opt["gain"], opt["log_beta"], opt["constant"], opt["price"], power).sum())
+        if value > best_value:
+            best_value, best = value, (opt["trials"][0].copy(), power[0].copy())
+    return best, best_value, float(best_bound)
+
+
+def oracle_allocation(
+    config: ProvisioningConfig,
+    state: State,
+    *,
+    quality_model: QualityModel | None = None,
+    method: str = "auto",
+) -> OracleResult:
+    """The exact optimum of the penalised expected utility in one state.
+
+    Parameters
+    ----------
+    config : ProvisioningConfig
+    state : State
+    quality_model : QualityModel, optional
+        Defaults to the scenario's simulated backend.
+    method : {"auto", "enumeration", "dual"}
+        ``auto`` enumerates when at most :data:`MAX_ENUMERATED_COMBINATIONS` option
+        combinations exist (always for the 3-user scenario), else uses the dual method.
+
+    Returns
+    -------
+    OracleResult
+    """
+    quality_model = config.quality if quality_model is None else quality_model
+    table = _table(config.channel)
+    options = _options(config, state, quality_model, table)
+    combinations = math.prod(max(int(v.sum()), 1) for v in options.valid)
+    if method == "auto":
+        method = "enumeration" if combinations <= MAX_ENUMERATED_COMBINATIONS else "dual"
+    if method == "enumeration":
+        best, value = _enumerate(config, state, options, table)
+        bound = value
+    elif method == "dual":
+        best, value, bound = _dual(config, state, options, table)
+    else:
+        raise ValueError(f"method must be 'auto', 'enumeration' or 'dual', got {method!r}")
+    if best is None:  # every option combination infeasible: cannot happen (unsat options have low = 0)
+        raise RuntimeError("oracle found no feasible allocation")
+    trials, power = best
+    outcome = evaluate_allocation(config, state, trials, power, quality_model=quality_model)
+    exact = method == "enumeration" or bound - value <= 1e-9 * max(1.0, abs(value))
+    return OracleResult(
+        trials=trials.astype(np.int64),
+        power=power,
+        utility=float(outcome.reward),
+        upper_bound=float(max(bound, outcome.reward)),
+        exact=bool(exact),
+        method=method,
+    )
+
+
+def oracle_allocations(config: ProvisioningConfig, states, **kwargs) -> list[OracleResult]:
+    """:func:`oracle_allocation` for each state of ``states``."""
+    return [oracle_allocation(config, state, **kwargs) for state in states]
