@@ -105,8 +105,9 @@ class PyomoReferenceConfig:
     method: str = "auto"
     """``"gauss-seidel"`` (leader MPECs in turn), ``"joint"`` (all leaders' stationarity
     and all followers' KKT at once) or ``"auto"`` (joint for ASPs with at most
-    ``joint_max_mus`` MUs, Gauss-Seidel otherwise, and Gauss-Seidel as the fallback
-    when the joint solve fails)."""
+    ``joint_max_mus`` MUs, then Gauss-Seidel rounds from its answer to polish it -- the
+    joint system's leader sensitivities are one-sided at a capacity kink -- and plain
+    Gauss-Seidel for larger ASPs or when the joint solve fails)."""
     tolerance: float = 1e-6
     """Gauss-Seidel stops when no scaled reward ``r / theta`` moved more than this in a round."""
     max_rounds: int = 200
@@ -319,7 +320,7 @@ def _relax(model) -> None:
 
 
 # ----------------------------------------------------------------------------- Gauss-Seidel
-def _gauss_seidel(data: _ASPData, rho_start, config, ipopt: _Ipopt, trajectory: list):
+def _gauss_seidel(data: _ASPData, rho_start, config, ipopt: _Ipopt, trajectory: list, warm: bool = False):
     """Leaders of one ASP in turn, each solving its MPEC; returns (rho, rounds, converged, model).
 
     The returned model holds the followers' KKT point at the final rewards (a last
@@ -341,7 +342,7 @@ def _gauss_seidel(data: _ASPData, rho_start, config, ipopt: _Ipopt, trajectory: 
     for j in range(n):
         model.leader_objective[j].deactivate()
     rho = np.array(rho_start, dtype=float)
-    warm = np.zeros(n, dtype=bool)
+    warm = np.full(n, bool(warm))
     converged = False
     rounds = 0
     for rounds in range(1, config.max_rounds + 1):
@@ -571,18 +572,23 @@ def reference_rewards(market, *, config: PyomoReferenceConfig | None = None,
         method = config.method
         if method == "auto":
             method = "joint" if len(data.mus) <= config.joint_max_mus else "gauss-seidel"
-        rho, ok = None, False
+        rho, ok, ok_joint = None, False, False
         if method == "joint":
             rho, ok, model = _joint(data, rho0, config, ipopt)
+            ok_joint = ok
             run.methods[market.asp_names[asp]] = "joint"
             per_asp_traj[asp] = [(0, rho0.copy()), (1, rho.copy())]
-            if not ok and config.method == "auto":
+            if config.method == "auto":
+                # Polish (or, if the joint solve failed, solve) with Gauss-Seidel leader MPECs:
+                # the joint system's leader sensitivities are one-sided at a capacity kink, and
+                # a Gauss-Seidel round from an equilibrium leaves it in one round.
                 method = "gauss-seidel"
         if method == "gauss-seidel":
             traj: list = []
-            rho, rounds, ok, model = _gauss_seidel(data, rho0 if rho is None else rho, config, ipopt, traj)
+            rho, rounds, ok, model = _gauss_seidel(data, rho0 if rho is None or not ok_joint else rho, config,
+                                                   ipopt, traj, warm=ok_joint)
             run.methods[market.asp_names[asp]] = "gauss-seidel" if config.method != "auto" or len(
-                data.mus) > config.joint_max_mus else "joint->gauss-seidel"
+                data.mus) > config.joint_max_mus else ("joint+gauss-seidel" if ok_joint else "gauss-seidel (joint failed)")
             run.rounds = max(run.rounds, rounds)
             per_asp_traj[asp] = [(0, rho0.copy())] + [(r, x) for _, r, x in traj]
         run.converged &= bool(ok)
