@@ -135,24 +135,22 @@ def closed_form_deviation_qoe(market: Market, rewards: np.ndarray, trial: np.nda
     return q
 
 
-def closed_form_own_qoe_slope(market: Market, rewards: np.ndarray) -> np.ndarray:
-    """dQ_m / dr_m at ``rewards`` (QoE per unit of money), exactly, others fixed.
+def closed_form_own_qoe_derivatives(market: Market, rewards: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(dQ_m/dr_m, d2Q_m/dr_m^2) at ``rewards``, exactly, others fixed (linear model).
 
     The implicit-function theorem applied to the follower's KKT system
-    (r_j x_j / y_j^2 = pi, sum_j y_j = C when binding) gives
-    dy_m/dr_m, and dQ_m/dr_m = sum_k x^k_m / y_m^2 dy_m/dr_m reduces to
-    0.5 sqrt(x k) r^{-3/2} when the capacity is slack and 0.5 sqrt(x) S_{-m} / C r^{-3/2}
-    when it binds (the right derivative is used at the kink between the two).
+    (r_j x_j / y_j^2 = pi, sum_j y_j = C when the capacity binds) gives dy_m/dr_m, and
+    dQ_m/dr_m = sum_k x^k_m / y_m^2 dy_m/dr_m reduces to 0.5 a^k_m r^{-3/2} per resource with
+    a^k_m = sqrt(x k) when the capacity is slack and sqrt(x) S_{-m} / C when it binds
+    (the right derivative is used at the kink between the two); d2Q = -0.75 a r^{-5/2}.
     """
     r = np.asarray(rewards, dtype=float)
-    slope = np.zeros_like(r)
+    coef = np.zeros_like(r)
     for need, cap, cost, others in _others_root_sums(market, r):
         free = np.sqrt(need * cost / r)
         bound = (need + np.sqrt(need / r) * others) / cap
-        binding = bound >= free
-        coef = np.where(binding, np.sqrt(need) * others / cap, np.sqrt(need * cost))
-        slope += 0.5 * coef * r ** -1.5
-    return slope
+        coef += np.where(bound >= free, np.sqrt(need) * others / cap, np.sqrt(need * cost))
+    return 0.5 * coef * r**-1.5, -0.75 * coef * r**-2.5
 
 
 # ============================================================================ cvxpy
