@@ -266,33 +266,42 @@ def social_optimum(market: Market) -> MechanismOutcome:
     import cvxpy as cp
 
     M, N = market.n_mus, market.n_asps
-    f, b = cp.Variable(M, nonneg=True), cp.Variable(M, nonneg=True)
     theta = market.value_per_qoe
-    scale_f = market.compute_capacity[market.mu_asp]
-    scale_b = market.bandwidth_capacity[market.mu_asp]
-    # shares (f / F, b / B) as the variables, money scaled by the largest theta: well conditioned.
     money = float(theta.max())
-    xf_s = market.timeliness_compute_need / scale_f
-    loss_f = cp.multiply(theta * xf_s / money, cp.inv_pos(f))
+    cap_f = market.compute_capacity[market.mu_asp]
+    cap_b = market.bandwidth_capacity[market.mu_asp]
+    kf_mu = market.compute_cost[market.mu_asp]
+    kb_mu = market.bandwidth_cost[market.mu_asp]
+    xf, xb = market.timeliness_compute_need, market.timeliness_bandwidth_need
+    # Per-MU units: the uncapacitated optimum of the linear model (or the capacity, if smaller),
+    # so that every variable is O(1) at the optimum whatever the physical scales.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        unit_f = np.where(kf_mu > 0, np.sqrt(theta * xf / np.where(kf_mu > 0, kf_mu, 1.0)), cap_f)
+        unit_b = np.where(kb_mu > 0, np.sqrt(theta * xb / np.where(kb_mu > 0, kb_mu, 1.0)), cap_b)
+    unit_f = np.where(unit_f > 0, np.minimum(unit_f, cap_f), cap_f)
+    unit_b = np.where(unit_b > 0, np.minimum(unit_b, cap_b), cap_b)
+    f, b = cp.Variable(M, nonneg=True), cp.Variable(M, nonneg=True)  # f_m / unit_f_m, b_m / unit_b_m
+    loss_f = cp.multiply(theta * xf / (unit_f * money), cp.inv_pos(f))
     if market.bandwidth_model == "linear":
-        xb_s = market.timeliness_bandwidth_need / scale_b
-        loss_b = cp.multiply(theta * xb_s / money, cp.inv_pos(b))
+        loss_b = cp.multiply(theta * xb / (unit_b * money), cp.inv_pos(b))
     else:
         raw = market.weight_timeliness * market.payload_bits / market.deadline_s
-        snr_share = market.snr_hz / scale_b
-        # rate / B = beta log2(1 + snr/(B beta)) = -rel_entr(beta, beta + snr/B) / ln 2 (concave)
-        rate_share = -cp.rel_entr(b, b + snr_share) / np.log(2.0)
-        loss_b = cp.multiply(theta * raw / (scale_b * money), cp.inv_pos(rate_share))
-    kf = market.compute_cost[market.mu_asp] * scale_f / money
-    kb = market.bandwidth_cost[market.mu_asp] * scale_b / money
-    cost_f = cp.multiply(kf * scale_f, cp.square(f)) if market.asp_cost == "quadratic" else cp.multiply(kf, f)
-    active_f = market.timeliness_compute_need > 0
+        snr_units = market.snr_hz / unit_b
+        # rate / unit_b = u log2(1 + snr / (unit_b u)) = -rel_entr(u, u + snr/unit_b) / ln 2 (concave)
+        rate_units = -cp.rel_entr(b, b + snr_units) / np.log(2.0)
+        loss_b = cp.multiply(theta * raw / (unit_b * money), cp.inv_pos(rate_units))
+    if market.asp_cost == "quadratic":
+        cost_f = cp.multiply(kf_mu * unit_f**2 / money, cp.square(f))
+    else:
+        cost_f = cp.multiply(kf_mu * unit_f / money, f)
+    cost_b = cp.multiply(kb_mu * unit_b / money, b)
+    active_f = xf > 0
     active_b = market.weight_timeliness > 0
     objective = cp.Minimize(cp.sum(cp.multiply(active_f, loss_f)) + cp.sum(cp.multiply(active_b, loss_b))
-                            + cp.sum(cost_f) + cp.sum(cp.multiply(kb, b)))
+                            + cp.sum(cost_f) + cp.sum(cost_b))
     onehot = np.zeros((N, M))
     onehot[market.mu_asp, np.arange(M)] = 1.0
-    constraints = [onehot @ f <= 1.0, onehot @ b <= 1.0, f <= 1.0, b <= 1.0]
+    constraints = [(onehot * (unit_f / cap_f)) @ f <= 1.0, (onehot * (unit_b / cap_b)) @ b <= 1.0]
     constraints += [f[~active_f] == 0] if np.any(~active_f) else []
     constraints += [b[~active_b] == 0] if np.any(~active_b) else []
     problem = cp.Problem(objective, constraints)
@@ -302,8 +311,8 @@ def social_optimum(market: Market) -> MechanismOutcome:
         problem.solve(solver=cp.SCS, eps=1e-9)
     if f.value is None:
         raise RuntimeError(f"social optimum: cvxpy status {problem.status}")
-    compute = np.maximum(f.value, 0.0) * scale_f * active_f
-    bandwidth = np.maximum(b.value, 0.0) * scale_b * active_b
+    compute = np.maximum(f.value, 0.0) * unit_f * active_f
+    bandwidth = np.maximum(b.value, 0.0) * unit_b * active_b
     out = _cost_recovery(market, "social-optimum", compute, bandwidth,
                          f"max total MU value - resource cost (cvxpy {problem.status}); MUs pay the resource cost")
     out.status = "ok" if problem.status == "optimal" else problem.status
