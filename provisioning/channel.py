@@ -255,7 +255,8 @@ def awgn_ber(snr):
 def rayleigh_ber(mean_snr):
     """BPSK BER under Rayleigh fading, ``(1 - sqrt(g/(1+g)))/2`` (the ``m = 1`` case)."""
     g = np.asarray(mean_snr, dtype=float)
-    return 0.5 * (1.0 - np.sqrt(g / (1.0 + g)))
+    mu = np.sqrt(g / (1.0 + g))
+    return 0.5 / ((1.0 + g) * (1.0 + mu))  # = (1 - mu)/2 without cancellation at high SNR
 
 
 def monte_carlo_ber(mean_snr: float, m: float, samples: int, rng: np.random.Generator) -> float:
