@@ -1,0 +1,100 @@
+"""Stable-Baselines3 baselines (PPO, SAC, DDPG, TD3) on the provisioning environment.
+
+What this module is for: the DRL baselines of the paper's Fig. 14 (PPO, SAC) plus DDPG and
+TD3, built from Stable-Baselines3 with the same environment, the same budget of environment
+steps and the same seeds as D3PG (the training loop in :mod:`provisioning.training` drives all
+of them). SB3 defaults are kept except where :class:`SB3Config` says otherwise: the off-policy
+learners get the same 1,000 random warm-up steps as D3PG, DDPG/TD3 the same exploration noise
+(sigma 0.1), and PPO a rollout short enough for a budget of a few thousand steps.
+
+May import: ``market`` (errors), numpy, torch, gymnasium, stable-baselines3.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from market.errors import MissingArtifactError, UserError
+
+ALGORITHMS = ("ppo", "sac", "ddpg", "td3")
+
+
+@dataclass
+class SB3Config:
+    """Settings of one Stable-Baselines3 baseline; saved next to every run."""
+
+    algorithm: str = "sac"
+    """One of ppo, sac, ddpg, td3."""
+    learning_starts: int = 1000
+    """Off-policy only: random warm-up steps before learning (matches D3PG's warm-up)."""
+    action_noise_sigma: float = 0.1
+    """DDPG/TD3 only: std of the Gaussian exploration noise (matches D3PG's)."""
+    ppo_n_steps: int = 256
+    """PPO only: steps per rollout (SB3 default 2048 gives one or two updates in a short budget)."""
+    ppo_batch_size: int = 64
+    """PPO only: minibatch size (SB3 default)."""
+    learning_rate: float | None = None
+    """None = SB3's default for the algorithm (3e-4 for PPO/SAC, 1e-3 for DDPG/TD3)."""
+    batch_size: int | None = None
+    """Off-policy only: None = SB3's default (256)."""
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise UserError(f"SB3Config.algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _algorithm_class(name: str):
+    import stable_baselines3 as sb3
+
+    return {"ppo": sb3.PPO, "sac": sb3.SAC, "ddpg": sb3.DDPG, "td3": sb3.TD3}[name]
+
+
+def make_model(env, config: SB3Config, seed: int, buffer_size: int | None = None):
+    """A fresh SB3 model on ``env`` (a gymnasium env) seeded with ``seed``.
+
+    ``buffer_size`` caps the off-policy replay buffer (SB3 allocates its full capacity up
+    front; a run never holds more transitions than its step budget).
+    """
+    from stable_baselines3.common.noise import NormalActionNoise
+
+    cls = _algorithm_class(config.algorithm)
+    kwargs: dict[str, Any] = {"seed": int(seed), "verbose": 0, "device": "cpu"}
+    if config.learning_rate is not None:
+        kwargs["learning_rate"] = config.learning_rate
+    if config.algorithm == "ppo":
+        kwargs.update(n_steps=config.ppo_n_steps, batch_size=config.ppo_batch_size)
+    else:
+        kwargs["learning_starts"] = config.learning_starts
+        if buffer_size is not None:
+            kwargs["buffer_size"] = int(min(buffer_size, 1_000_000))
+        if config.batch_size is not None:
+            kwargs["batch_size"] = config.batch_size
+        if config.algorithm in ("ddpg", "td3"):
+            dim = int(np.prod(env.action_space.shape))
+            kwargs["action_noise"] = NormalActionNoise(np.zeros(dim), config.action_noise_sigma * np.ones(dim))
+    return cls("MlpPolicy", env, **kwargs)
+
+
+def load_model(path: str | Path, algorithm: str, env=None):
+    """Load a saved SB3 model (``.zip``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingArtifactError(f"{path}: no saved {algorithm} model; train one with `incentive provision train --agent {algorithm}`")
+    return _algorithm_class(algorithm).load(str(path), env=env, device="cpu")
+
+
+class SB3Policy:
+    """Deterministic acting with a trained SB3 model: ``act(obs) -> action``."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        action, _ = self.model.predict(np.asarray(obs, dtype=np.float32), deterministic=True)
+        return np.asarray(action)
