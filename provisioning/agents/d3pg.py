@@ -90,6 +90,8 @@ class D3PGConfig:
     """Discount factor. Irrelevant for the one-decision environment (every step terminates)."""
     batch_size: int = 512
     """Transitions per gradient step."""
+    actor_batch_size: int | None = None
+    """Transitions used for the actor loss (the first rows of the critic's batch); None = batch_size."""
     replay_size: int = 1_000_000
     """Replay buffer capacity (transitions); the buffer is allocated for min(this, run length)."""
     warmup_steps: int = 1000
@@ -149,6 +151,10 @@ class D3PGConfig:
             raise UserError(f"D3PGConfig.clamp_gradient must be 'hard' or 'straight_through', got {self.clamp_gradient!r}")
         if self.beta_max <= self.beta_min:
             raise UserError("D3PGConfig.beta_max must exceed beta_min")
+        if self.actor_batch_size is not None and (
+            not isinstance(self.actor_batch_size, int) or isinstance(self.actor_batch_size, bool) or self.actor_batch_size < 1
+        ):
+            raise UserError(f"D3PGConfig.actor_batch_size must be a positive integer or None, got {self.actor_batch_size!r}")
         if self.reward_scale is not None and not (math.isfinite(self.reward_scale) and self.reward_scale > 0):
             raise UserError(f"D3PGConfig.reward_scale must be positive or None, got {self.reward_scale!r}")
 
@@ -394,6 +400,11 @@ class D3PGPolicy:
     seed : int
         Seed of the generator used by :meth:`act` when no generator is given; evaluation is
         "one seeded sample".
+    frozen : bool
+        The weights will not change any more (exported or loaded policies). Enables the fast
+        inference path: the state encoding, the time embeddings and their share of the trunk's
+        first layer are computed once per decision / once per policy instead of at every
+        denoising step (same arithmetic, same random draws).
     """
 
     def __init__(
@@ -403,12 +414,76 @@ class D3PGPolicy:
         config: D3PGConfig,
         critic: TwinCritic | None = None,
         seed: int = 0,
+        frozen: bool = False,
     ):
         self.actor = actor
         self.normalizer = normalizer
         self.config = config
         self.critic = critic
         self.generator = torch.Generator().manual_seed(int(seed))
+        self.frozen = frozen
+        self._fast_cache: tuple | None = None
+
+    def _sample(self, obs_t: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Actor sample (inference mode); the numpy fast path when frozen."""
+        if not self.frozen:
+            return self.actor(obs_t, generator=gen)
+        return torch.from_numpy(self._fast_sample(obs_t.numpy(), gen))
+
+    def _build_fast_cache(self) -> tuple:
+        actor = self.actor
+        denoiser, schedule = actor.denoiser, actor.schedule
+        a_dim, t_dim = actor.action_dim, self.config.time_embedding_dim
+
+        def linears(seq) -> list[tuple[np.ndarray, np.ndarray]]:
+            return [(m.weight.detach().numpy().T.copy(), m.bias.detach().numpy().copy()) for m in seq if isinstance(m, nn.Linear)]
+
+        first = denoiser.trunk[0]
+        weight = first.weight.detach()
+        with torch.no_grad():
+            t_embs = denoiser.time_embedding(torch.arange(schedule.steps))
+            time_part = F.linear(t_embs, weight[:, a_dim : a_dim + t_dim]).numpy()  # (T, H)
+        coefficients = [
+            tuple(float(getattr(schedule, name)[t]) for name in (
+                "sqrt_recip_alpha_bar", "sqrt_recipm1_alpha_bar", "posterior_mean_coef_x0", "posterior_mean_coef_xt", "posterior_std"
+            ))
+            for t in range(schedule.steps)
+        ]
+        return (
+            linears(denoiser.state_encoder),
+            weight[:, :a_dim].numpy().T.copy(),
+            weight[:, a_dim + t_dim :].numpy().T.copy(),
+            first.bias.detach().numpy().copy(),
+            time_part,
+            linears(denoiser.trunk[1:]),
+            coefficients,
+        )
+
+    def _fast_sample(self, obs: np.ndarray, gen: torch.Generator) -> np.ndarray:
+        """The denoising chain in numpy with cached weights (same arithmetic and random draws as
+        :meth:`DiffusionActor.forward`; float32). At batch 1 torch's per-operation overhead is
+        most of the cost, so this is several times faster."""
+        if self._fast_cache is None:
+            self._fast_cache = self._build_fast_cache()
+        encoder, w_action, w_state, bias, time_part, rest, coefficients = self._fast_cache
+        batch, a_dim = obs.shape[0], self.actor.action_dim
+        h = obs
+        for w, b in encoder:
+            h = _mish(h @ w + b)
+        base = h @ w_state + bias
+        x = torch.randn(batch, a_dim, generator=gen).numpy()
+        steps = len(coefficients)
+        for t in range(steps - 1, -1, -1):
+            z = x @ w_action + base + time_part[t]
+            for i, (w, b) in enumerate(rest):
+                z = _mish(z) @ w + b
+            eps = z
+            c_x0, c_eps, k_x0, k_xt, std = coefficients[t]
+            x0 = np.clip(c_x0 * x - c_eps * eps, -1.0, 1.0)
+            x = k_x0 * x0 + k_xt * x
+            if t > 0:
+                x = x + std * torch.randn(batch, a_dim, generator=gen).numpy()
+        return np.clip(x, -1.0, 1.0).astype(np.float32)
 
     def reseed(self, seed: int) -> None:
         """Restart the sampling generator from ``seed``."""
@@ -428,7 +503,7 @@ class D3PGPolicy:
         """
         obs_t, single = self._obs_tensor(obs)
         gen = generator if generator is not None else self.generator
-        action = self.actor(obs_t, generator=gen)
+        action = self._sample(obs_t, gen)
         if exploration_sigma > 0:
             action = (action + exploration_sigma * torch.randn(action.shape, generator=gen)).clamp(-1.0, 1.0)
         out = action.numpy()
@@ -444,7 +519,7 @@ class D3PGPolicy:
         gen = generator if generator is not None else self.generator
         batch = obs_t.shape[0]
         repeated = obs_t.repeat_interleave(k, dim=0)
-        actions = self.actor(repeated, generator=gen)
+        actions = self._sample(repeated, gen)
         scores = self.critic.min_q(repeated, actions).view(batch, k)
         best = scores.argmax(dim=1)
         chosen = actions.view(batch, k, -1)[torch.arange(batch), best].numpy()
@@ -503,9 +578,14 @@ class D3PGPolicy:
             critic.load_state_dict(critic_state)
             critic.eval()
         actor.eval()
-        policy = cls(actor, normalizer, config, critic, seed=seed)
+        policy = cls(actor, normalizer, config, critic, seed=seed, frozen=True)
         policy.metadata = json.loads(metadata.get("extra", "{}"))
         return policy
+
+
+def _mish(x: np.ndarray) -> np.ndarray:
+    """Mish ``x tanh(softplus(x))`` in numpy (overflow-safe softplus)."""
+    return x * np.tanh(np.logaddexp(0.0, x))
 
 
 def _safetensors_metadata(data: bytes) -> dict[str, str]:
@@ -665,8 +745,9 @@ class D3PGLearner:
         }
         self.updates += 1
         if update_actor:
-            action, x0_excess = self.actor.sample(obs, generator=self.train_generator)
-            q = self.critic.min_q(obs, action)
+            actor_obs = obs if c.actor_batch_size is None else obs[: c.actor_batch_size]
+            action, x0_excess = self.actor.sample(actor_obs, generator=self.train_generator)
+            q = self.critic.min_q(actor_obs, action)
             actor_loss = -q.mean() + c.x0_excess_weight * x0_excess
             self.actor_optimizer.zero_grad(set_to_none=True)
             actor_loss.backward()
@@ -723,4 +804,5 @@ class D3PGLearner:
             self.config,
             copy.deepcopy(self.critic).eval(),
             seed=seed,
+            frozen=True,
         )

@@ -208,3 +208,14 @@ def test_config_dict_round_trip_and_unknown_keys():
     assert D3PGConfig.from_dict(config.to_dict()) == config
     with pytest.raises(UserError, match="unknown"):
         D3PGConfig.from_dict({"actor_learning_rate": 1.0})
+
+
+def test_fast_inference_path_equals_the_training_forward():
+    learner = D3PGLearner(5, 4, small_config(), seed=2)
+    learner.update(_batch(16, 5, 4, terminated=1.0))
+    frozen = learner.export_policy(seed=0)
+    assert frozen.frozen and not learner.policy.frozen
+    obs = np.random.default_rng(3).normal(size=(9, 5)).astype(np.float32)
+    fast = frozen.act(obs, generator=torch.Generator().manual_seed(8))
+    slow = learner.policy.act(obs, generator=torch.Generator().manual_seed(8))
+    np.testing.assert_allclose(fast, slow, atol=1e-5)
