@@ -22,6 +22,20 @@ import time
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+def _kinks(market, rewards, rel=1e-3) -> list[str]:
+    """Capacities whose demand price equals the unit cost (where the equilibrium may be a continuum)."""
+    import numpy as np
+
+    out = []
+    for name, need, cap, cost in (("compute", market.timeliness_compute_need, market.compute_capacity,
+                                   market.compute_cost),
+                                  ("bandwidth", market.timeliness_bandwidth_need, market.bandwidth_capacity,
+                                   market.bandwidth_cost)):
+        price = (market.per_asp_sum(np.sqrt(need * rewards)) / cap) ** 2
+        out += [f"{market.asp_names[n]}.{name}" for n in np.flatnonzero(np.abs(price / np.maximum(cost, 1e-300) - 1) < rel)]
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", nargs="+", default=["3x12", "6x24", "10x40"], help="ASPsxMUs sizes")
@@ -39,7 +53,7 @@ def main(argv=None) -> int:
         print(f"bench_pyomo: skipped ({reason})")
         return 0
     print(f"{'size':>8} {'default s':>10} {'pyomo s':>9} {'ratio':>8} {'ipopt runs':>10} {'s/run':>7} "
-          f"{'max |dr|/r':>10}  status (default / pyomo)")
+          f"{'max |dr|/r':>10}  status (default / pyomo); capacities at the slack/binding kink")
     for size in args.sizes:
         n_asps, n_mus = (int(x) for x in size.lower().split("x"))
         market = Market.from_scenario(generate_scenario(n_asps, n_mus, args.seed))
@@ -52,7 +66,8 @@ def main(argv=None) -> int:
         ratio = reference.solve_time_s / max(default.solve_time_s, 1e-9)
         print(f"{size:>8} {default.solve_time_s:10.4f} {reference.solve_time_s:9.2f} {ratio:8.0f} {runs:10d} "
               f"{reference.options.get('ipopt_seconds', wall) / max(runs, 1):7.3f} {diff:10.2e}  "
-              f"{default.status} / {reference.status}", flush=True)
+              f"{default.status} / {reference.status}; {', '.join(_kinks(market, default.rewards)) or '-'}",
+              flush=True)
     return 0
 
 
