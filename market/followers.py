@@ -117,17 +117,20 @@ def _others_root_sums(market: Market, rewards: np.ndarray):
     return out
 
 
-def closed_form_deviation_qoe(market: Market, rewards: np.ndarray, trial: np.ndarray) -> np.ndarray:
+def closed_form_deviation_qoe(market: Market, rewards: np.ndarray, trial: np.ndarray,
+                              mus: np.ndarray | None = None) -> np.ndarray:
     """QoE of each MU m if it alone sets its reward to ``trial[m]`` (others stay at ``rewards``).
 
-    ``trial`` is (M,) or (M, G) (a grid of G trial rewards per MU). Exact (closed form).
+    ``trial`` is (M,) or (M, G) (a grid of G trial rewards per MU). With ``mus`` (indices),
+    only those MUs deviate and ``trial`` has one row per entry of ``mus``. Exact (closed form).
     """
     r = np.asarray(rewards, dtype=float)
     t = np.asarray(trial, dtype=float)
+    idx = slice(None) if mus is None else np.asarray(mus)
     extra = (1,) * (t.ndim - 1)
-    q = market.qoe_ceiling.reshape(-1, *extra) + np.zeros_like(t)
+    q = market.qoe_ceiling[idx].reshape(-1, *extra) + np.zeros_like(t)
     for need, cap, cost, others in _others_root_sums(market, r):
-        need, cap, cost, others = (a.reshape(-1, *extra) for a in (need, cap, cost, others))
+        need, cap, cost, others = (a[idx].reshape(-1, *extra) for a in (need, cap, cost, others))
         inv_sqrt_t = 1.0 / np.sqrt(t)
         free = np.sqrt(need * cost) * inv_sqrt_t
         bound = (need + np.sqrt(need) * inv_sqrt_t * others) / cap
@@ -135,21 +138,53 @@ def closed_form_deviation_qoe(market: Market, rewards: np.ndarray, trial: np.nda
     return q
 
 
-def closed_form_own_qoe_derivatives(market: Market, rewards: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+KINK_RELATIVE_WIDTH = 1e-9
+"""An own reward within this relative distance of a kink counts as on the kink."""
+
+
+def closed_form_kinks(market: Market, rewards: np.ndarray, mus: np.ndarray | None = None) -> np.ndarray:
+    """(K, 2) own rewards at which MU m's ASP switches between slack and binding capacity
+    (compute, bandwidth), others fixed: the capacity binds iff S_{-m} + sqrt(x r) >= C sqrt(k),
+    i.e. iff r >= ((C sqrt(k) - S_{-m}) / sqrt(x))^2. NaN where there is no switch (always
+    binding, never binding, or no need for the resource)."""
+    r_all = np.asarray(rewards, dtype=float)
+    idx = slice(None) if mus is None else np.asarray(mus)
+    cols = []
+    for need, cap, cost, others in _others_root_sums(market, r_all):
+        need, cap, cost, others = need[idx], cap[idx], cost[idx], others[idx]
+        head = cap * np.sqrt(cost) - others
+        with np.errstate(divide="ignore", invalid="ignore"):
+            kink = np.where((head > 0) & (need > 0), (head / np.sqrt(need)) ** 2, np.nan)
+        cols.append(kink)
+    return np.stack(cols, axis=1)
+
+
+def closed_form_own_qoe_derivatives(market: Market, rewards: np.ndarray, mus: np.ndarray | None = None,
+                                    side: str = "right") -> tuple[np.ndarray, np.ndarray]:
     """(dQ_m/dr_m, d2Q_m/dr_m^2) at ``rewards``, exactly, others fixed (linear model).
 
     The implicit-function theorem applied to the follower's KKT system
     (r_j x_j / y_j^2 = pi, sum_j y_j = C when the capacity binds) gives dy_m/dr_m, and
     dQ_m/dr_m = sum_k x^k_m / y_m^2 dy_m/dr_m reduces to 0.5 a^k_m r^{-3/2} per resource with
-    a^k_m = sqrt(x k) when the capacity is slack and sqrt(x) S_{-m} / C when it binds
-    (the right derivative is used at the kink between the two); d2Q = -0.75 a r^{-5/2}.
+    a^k_m = sqrt(x k) when the capacity is slack and sqrt(x) S_{-m} / C when it binds;
+    d2Q = -0.75 a r^{-5/2}. On a kink (:func:`closed_form_kinks`, within
+    :data:`KINK_RELATIVE_WIDTH`) ``side`` picks the one-sided derivative: ``"right"``
+    (binding branch) or ``"left"`` (slack branch). With ``mus`` only those MUs are returned.
     """
-    r = np.asarray(rewards, dtype=float)
+    r_all = np.asarray(rewards, dtype=float)
+    idx = slice(None) if mus is None else np.asarray(mus)
+    r = r_all[idx]
+    kinks = closed_form_kinks(market, r_all, mus)
     coef = np.zeros_like(r)
-    for need, cap, cost, others in _others_root_sums(market, r):
-        free = np.sqrt(need * cost / r)
-        bound = (need + np.sqrt(need / r) * others) / cap
-        coef += np.where(bound >= free, np.sqrt(need) * others / cap, np.sqrt(need * cost))
+    for j, (need, cap, cost, others) in enumerate(_others_root_sums(market, r_all)):
+        need, cap, cost, others = need[idx], cap[idx], cost[idx], others[idx]
+        kink = kinks[:, j]
+        has = np.isfinite(kink)
+        near = has & (np.abs(r - kink) <= KINK_RELATIVE_WIDTH * np.where(has, kink, 1.0))
+        always = (cap * np.sqrt(cost) - others) <= 0
+        above = has & (r > kink)
+        binding = always | np.where(near, side == "right", above)
+        coef += np.where(binding, np.sqrt(need) * others / cap, np.sqrt(need * cost))
     return 0.5 * coef * r**-1.5, -0.75 * coef * r**-2.5
 
 
@@ -387,15 +422,17 @@ def dual_response(market: Market, rewards: np.ndarray) -> FollowerResponse:
         qoe=qoe_parts(market, alloc["compute"], alloc["bandwidth"]), method="dual")
 
 
-def dual_deviation_qoe(market: Market, rewards: np.ndarray, trial: np.ndarray) -> np.ndarray:
+def dual_deviation_qoe(market: Market, rewards: np.ndarray, trial: np.ndarray,
+                       mus: np.ndarray | None = None) -> np.ndarray:
     """As :func:`closed_form_deviation_qoe` for any variant: one ASP re-solve per (MU, trial),
     all of them batched into one vectorised dual-decomposition solve."""
     r = np.asarray(rewards, dtype=float)
     t = np.asarray(trial, dtype=float)
-    grid = t.reshape(market.n_mus, -1)
+    who = np.arange(market.n_mus) if mus is None else np.asarray(mus)
+    grid = t.reshape(who.size, -1)
     n_grid = grid.shape[1]
     members = _asp_members(market)
-    mu_idx = np.repeat(np.arange(market.n_mus), n_grid)
+    mu_idx = np.repeat(who, n_grid)
     asp = market.mu_asp[mu_idx]
     rows_members = members[asp]
     r_rows = np.where(rows_members >= 0, r[np.where(rows_members >= 0, rows_members, 0)], 0.0)
@@ -432,11 +469,15 @@ def best_response(market: Market, rewards: np.ndarray, *, method: str = "auto") 
     raise ValueError(f"unknown follower method {method!r}")
 
 
-def deviation_qoe(market: Market, rewards: np.ndarray, trial: np.ndarray) -> np.ndarray:
-    """QoE each MU gets if it alone moves its reward to ``trial`` ((M,) or (M, G))."""
+def deviation_qoe(market: Market, rewards: np.ndarray, trial: np.ndarray,
+                  mus: np.ndarray | None = None) -> np.ndarray:
+    """QoE each MU gets if it alone moves its reward to ``trial`` ((M,) or (M, G)).
+
+    With ``mus`` only those MUs deviate (``trial`` has one row per entry of ``mus``).
+    """
     if market.is_closed_form:
-        return closed_form_deviation_qoe(market, rewards, trial)
-    return dual_deviation_qoe(market, rewards, trial)
+        return closed_form_deviation_qoe(market, rewards, trial, mus)
+    return dual_deviation_qoe(market, rewards, trial, mus)
 
 
 # ============================================================================ KKT

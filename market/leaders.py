@@ -25,16 +25,22 @@ def payment(rewards: np.ndarray, qoe: np.ndarray) -> np.ndarray:
     return np.asarray(rewards, dtype=float) * np.asarray(qoe, dtype=float)
 
 
-def floor_penalised(market: Market, qoe: np.ndarray, value: np.ndarray) -> np.ndarray:
+def floor_penalised(market: Market, qoe: np.ndarray, value: np.ndarray, mus: np.ndarray | None = None) -> np.ndarray:
     """``value`` where Q >= Q^req (or no floor), -inf elsewhere; broadcasts a trailing grid axis."""
-    req = market.qoe_required.reshape(-1, *(1,) * (np.ndim(qoe) - 1))
+    idx = slice(None) if mus is None else np.asarray(mus)
+    req = market.qoe_required[idx].reshape(-1, *(1,) * (np.ndim(qoe) - 1))
     ok = np.isnan(req) | (qoe >= req - 1e-12)
     return np.where(ok, value, -np.inf)
 
 
-def deviation_utility(market: Market, rewards: np.ndarray, trial: np.ndarray) -> np.ndarray:
-    """U_m(trial_m, r_{-m}) for each MU (``trial`` (M,) or (M, G)); -inf where the floor fails."""
+def deviation_utility(market: Market, rewards: np.ndarray, trial: np.ndarray,
+                      mus: np.ndarray | None = None) -> np.ndarray:
+    """U_m(trial_m, r_{-m}) for each MU (``trial`` (M,) or (M, G)); -inf where the floor fails.
+
+    With ``mus`` (indices) only those MUs deviate and ``trial`` has one row per entry.
+    """
     t = np.asarray(trial, dtype=float)
-    q = deviation_qoe(market, rewards, t)
-    theta = market.value_per_qoe.reshape(-1, *(1,) * (t.ndim - 1))
-    return floor_penalised(market, q, (theta - t) * q)
+    idx = slice(None) if mus is None else np.asarray(mus)
+    q = deviation_qoe(market, rewards, t, mus)
+    theta = market.value_per_qoe[idx].reshape(-1, *(1,) * (t.ndim - 1))
+    return floor_penalised(market, q, (theta - t) * q, mus)

@@ -16,6 +16,7 @@ May import: numpy and ``market.scenario`` / ``market.errors``.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -24,7 +25,12 @@ from market.scenario import Scenario
 
 @dataclass(frozen=True, eq=False)
 class Market:
-    """Array form of a scenario. Money, compute units, Hz, bits and seconds as in the file."""
+    """Array form of a scenario. Money, compute units, Hz, bits and seconds as in the file.
+
+    Treat the arrays as read-only: derived constants (``qoe_ceiling``, the timeliness needs,
+    ``utility_scale``) are computed once and cached. Use :meth:`with_money_scaled` or
+    ``dataclasses.replace`` to make a changed market.
+    """
 
     asp_names: tuple[str, ...]
     """ASP names, index n."""
@@ -173,37 +179,37 @@ class Market:
         return out
 
     # ------------------------------------------------------------------ derived constants
-    @property
+    @cached_property
     def tokens_delivered(self) -> np.ndarray:
         """(M,) l_m = min(L_m, l^max_{a(m)}), tokens."""
         return np.minimum(self.tokens_requested, self.max_tokens[self.mu_asp])
 
-    @property
+    @cached_property
     def qoe_accuracy(self) -> np.ndarray:
         """(M,) accuracy part w^A A_{a(m)} (independent of the allocation)."""
         return self.weight_accuracy * self.accuracy[self.mu_asp]
 
-    @property
+    @cached_property
     def qoe_tokens(self) -> np.ndarray:
         """(M,) token part w^L l_m / L_m (independent of the allocation)."""
         return self.weight_tokens * self.tokens_delivered / self.tokens_requested
 
-    @property
+    @cached_property
     def qoe_ceiling(self) -> np.ndarray:
         """(M,) QoE with infinite resources: w^A A + w^L l/L + w^T (an upper bound on QoE)."""
         return self.qoe_accuracy + self.qoe_tokens + self.weight_timeliness
 
-    @property
+    @cached_property
     def timeliness_compute_need(self) -> np.ndarray:
         """(M,) x^f_m = w^T l_m c_{a(m)} / T_m (compute units): QoE loss is x^f / f."""
         return self.weight_timeliness * self.tokens_delivered * self.seconds_per_token[self.mu_asp] / self.deadline_s
 
-    @property
+    @cached_property
     def timeliness_bandwidth_need(self) -> np.ndarray:
         """(M,) x^b_m = w^T D_m / (e_m T_m) (Hz): QoE loss is x^b / b in the linear model."""
         return self.weight_timeliness * self.payload_bits / (self.spectral_efficiency * self.deadline_s)
 
-    @property
+    @cached_property
     def utility_scale(self) -> np.ndarray:
         """(M,) theta_m * max QoE: the scale relative to which regrets are judged (money)."""
         return self.value_per_qoe * np.maximum(self.qoe_ceiling, 1e-12)

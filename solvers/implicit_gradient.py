@@ -7,12 +7,13 @@ its own reward from the implicit-function theorem on the follower KKT conditions
 
     dU/dr = -Q + (theta - r) Q',   d2U/dr2 = -2 Q' + (theta - r) Q''   (<= 0: concave).
 
-All MUs take a projected Newton ascent step at once (Jacobi) inside a per-MU trust radius
-that halves when an MU's step changes direction; the solver stops when every MU's predicted
-gain is below a hundredth of the tolerance (relative to its utility scale). It needs the
-closed form, so it handles only ``bandwidth_model = "linear"``, ``asp_cost = "linear"``.
+The MUs take safeguarded projected Newton steps with these (``solvers.ascent``: schedules
+"auto", "jacobi", "gauss-seidel"). Knowing the model, the oracle also knows where each MU's
+utility has a kink (its ASP's capacity switching between slack and binding): steps stop on a
+kink, and an MU on a kink whose left slope is >= 0 >= right slope is at its best response. It needs the closed form, so it handles only
+``bandwidth_model = "linear"``, ``asp_cost = "linear"``.
 
-May import: numpy, ``market`` and ``solvers.result`` / ``solvers.dual_perturbation``.
+May import: numpy, ``market`` and ``solvers.ascent`` / ``solvers.result``.
 """
 from __future__ import annotations
 
@@ -20,24 +21,46 @@ import time
 
 import numpy as np
 
-from market.followers import closed_form_deviation_qoe, closed_form_own_qoe_derivatives, closed_form_response
+from market.followers import (KINK_RELATIVE_WIDTH, closed_form_deviation_qoe, closed_form_kinks, closed_form_own_qoe_derivatives,
+                              closed_form_response)
 from market.model import Market
-from solvers.dual_perturbation import initial_point
+from solvers.ascent import Estimate, run_rounds
 from solvers.result import EquilibriumResult, make_result
 
 
-def utility_derivatives(market: Market, rewards: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(U, dU/dr_m, d2U/dr_m^2) per MU at ``rewards`` (own-reward derivatives, exact)."""
+def utility_derivatives(market: Market, rewards: np.ndarray, mus: np.ndarray | None = None, side: str = "right"):
+    """(U, dU/dr_m, d2U/dr_m^2) at ``rewards`` for the MUs ``mus`` (default all), exactly.
+
+    ``side`` picks the one-sided derivative at a capacity kink ("right" or "left").
+    """
     r = np.asarray(rewards, dtype=float)
-    q = closed_form_deviation_qoe(market, r, r)
-    dq, d2q = closed_form_own_qoe_derivatives(market, r)
-    margin = market.value_per_qoe - r
+    idx = np.arange(market.n_mus) if mus is None else np.asarray(mus)
+    q = closed_form_deviation_qoe(market, r, r[idx], idx)
+    dq, d2q = closed_form_own_qoe_derivatives(market, r, idx, side=side)
+    margin = market.value_per_qoe[idx] - r[idx]
     return margin * q, -q + margin * dq, -2.0 * dq + margin * d2q
 
 
+def exact_estimate(market: Market, rewards: np.ndarray, idx: np.ndarray) -> Estimate:
+    """Exact slope/curvature with kink handling: the step never crosses a kink, and an MU
+    on a kink whose left slope is >= 0 and right slope <= 0 is at its best response."""
+    u, right, curv_right = utility_derivatives(market, rewards, idx, side="right")
+    _, left, curv_left = utility_derivatives(market, rewards, idx, side="left")
+    kinks = closed_form_kinks(market, rewards, idx)
+    r = np.asarray(rewards, dtype=float)[idx][:, None]
+    near = np.isfinite(kinks) & (np.abs(r - kinks) <= KINK_RELATIVE_WIDTH * np.where(np.isfinite(kinks), kinks, 1))
+    on_kink = near.any(axis=1)
+    stationary = on_kink & (left >= 0) & (right <= 0)
+    use_left = on_kink & (right <= 0) & (left < 0)
+    slope = np.where(use_left, left, right)
+    curv = np.where(use_left, curv_left, curv_right)
+    return Estimate(slope=np.where(stationary, 0.0, slope), curvature=curv, utility=u,
+                    kinks=np.where(near, np.nan, kinks), stationary=stationary)
+
+
 def solve(market: Market, *, tolerance: float = 1e-6, max_iterations: int = 5000, initial_rewards=None,
-          damping: float = 1.0, progress=None, **options) -> EquilibriumResult:
-    """Jacobi projected Newton ascent with exact (implicit) gradients.
+          schedule: str = "auto", damping: float = 1.0, progress=None, **options) -> EquilibriumResult:
+    """Projected Newton ascent with exact (implicit) gradients.
 
     Parameters
     ----------
@@ -45,43 +68,29 @@ def solve(market: Market, *, tolerance: float = 1e-6, max_iterations: int = 5000
     tolerance : target relative regret (the solver stops at a hundredth of it, predicted).
     max_iterations : rounds.
     initial_rewards : (M,) warm start; default box midpoints.
-    damping : fraction of the Newton step taken.
-    progress : optional callable ``(iteration, max_relative_gain)``.
+    schedule : ``"auto"``, ``"jacobi"`` or ``"gauss-seidel"``.
+    damping : fraction of the Newton step taken in Jacobi rounds.
+    progress : optional callable ``(round, largest predicted relative gain)``.
     """
     if options:
         raise TypeError(f"unknown option(s) for implicit-gradient: {', '.join(sorted(options))}")
     if not market.is_closed_form:
         raise ValueError("implicit-gradient needs bandwidth_model='linear' and asp_cost='linear'")
     start = time.perf_counter()
-    lo, hi = market.reward_min, market.reward_max
-    width = hi - lo
-    r = initial_point(market, initial_rewards)
-    scale = market.utility_scale
-    trust = 0.5 * width
-    last = np.zeros(market.n_mus)
-    status, history, calm, it = "max_iterations", [], 0, 0
-    for it in range(1, max_iterations + 1):
-        _, grad, curv = utility_derivatives(market, r)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            newton = np.where(curv < 0, -grad / curv, np.sign(grad) * trust)
-        step = np.clip(np.nan_to_num(newton), -trust, trust)
-        new = np.clip(r + damping * step, lo, hi)
-        moved = new - r
-        gain = np.abs(grad * moved + 0.5 * np.minimum(curv, 0.0) * moved**2)
-        worst = float(np.max(gain / scale, initial=0.0))
-        flipped = moved * last < 0
-        trust = np.where(flipped, 0.5 * trust, np.minimum(1.5 * trust, 0.5 * width))
-        last, r = moved, new
-        history.append(worst)
-        if progress is not None:
-            progress(it, worst)
-        calm = calm + 1 if worst <= 1e-2 * tolerance else 0
-        if calm >= 2:
-            status = "converged"
-            break
+
+    def estimate(r, idx, _pert):
+        return exact_estimate(market, r, idx)
+
+    def evaluate(r, idx, trial):
+        return (market.value_per_qoe[idx] - trial) * closed_form_deviation_qoe(market, r, trial, idx)
+
+    out = run_rounds(market, estimate, evaluate, tolerance=tolerance, max_iterations=max_iterations,
+                     initial_rewards=initial_rewards, schedule=schedule, damping=damping, progress=progress)
     elapsed = time.perf_counter() - start
-    return make_result(market, r, solver="implicit-gradient", iterations=it, solve_time_s=elapsed,
-                       solver_status=status, follower_solves=it, response=closed_form_response(market, r),
-                       message=f"Jacobi Newton with exact gradients, {it} rounds",
-                       options={"damping": damping, "tolerance": tolerance, "max_iterations": max_iterations},
-                       history=history)
+    return make_result(market, out.rewards, solver="implicit-gradient", iterations=out.iterations,
+                       solve_time_s=elapsed, solver_status="not_certified" if out.status == "stalled" else out.status, follower_solves=out.evaluations,
+                       response=closed_form_response(market, out.rewards),
+                       message=f"{out.schedule_used} Newton with exact gradients, {out.iterations} rounds",
+                       options={"schedule": schedule, "schedule_used": out.schedule_used, "damping": damping,
+                                "tolerance": tolerance, "max_iterations": max_iterations},
+                       history=out.history)

@@ -76,10 +76,14 @@ def register(spec: SolverSpec) -> SolverSpec:
 
 
 register(SolverSpec("dual-perturbation", "solvers.dual_perturbation", "solve",
-                    description="two-sided reward perturbation per MU, damped Newton ascent, Jacobi schedule",
+                    description="two-sided reward perturbation per MU, safeguarded Newton ascent; "
+                                "Jacobi, switching to Gauss-Seidel if Jacobi stalls",
+                    defaults={"schedule": "auto"}))
+register(SolverSpec("dual-perturbation-jacobi", "solvers.dual_perturbation", "solve",
+                    description="dual perturbation, pure Jacobi schedule (all MUs move at once)",
                     defaults={"schedule": "jacobi"}))
 register(SolverSpec("dual-perturbation-gs", "solvers.dual_perturbation", "solve",
-                    description="dual perturbation with the Gauss-Seidel schedule (MUs move in turn)",
+                    description="dual perturbation, Gauss-Seidel schedule (MUs move in turn)",
                     defaults={"schedule": "gauss-seidel"}))
 register(SolverSpec("simultaneous-perturbation", "solvers.simultaneous_perturbation", "solve",
                     description="SPSA: all MUs perturb at once with random signs, two follower solves per round"))

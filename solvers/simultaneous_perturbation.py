@@ -24,7 +24,7 @@ import numpy as np
 from market.followers import best_response
 from market.leaders import floor_penalised, utility
 from market.model import Market
-from solvers.dual_perturbation import initial_point
+from solvers.ascent import initial_point
 from solvers.result import EquilibriumResult, make_result
 
 

@@ -1,0 +1,223 @@
+"""The round driver shared by the Newton-type reward solvers (schedules, trust, stopping).
+
+What this module is for: :func:`run_rounds` moves the MUs' rewards by safeguarded,
+projected Newton ascent steps on their own utilities, given a function that estimates each
+MU's own slope and curvature (by perturbation in ``solvers.dual_perturbation``, exactly in
+``solvers.implicit_gradient``). Schedules:
+
+* ``"jacobi"``: all MUs move at once each round;
+* ``"gauss-seidel"``: MUs move in turn. MUs at different ASPs do not interact (followers are
+  independent), so the turn "the k-th MU of every ASP" is exactly sequential Gauss-Seidel,
+  vectorised; a round is a sweep over all turns;
+* ``"auto"`` (default): Jacobi while the largest predicted gain keeps falling; once it
+  stalls (it did not halve over 5 rounds) switch to Gauss-Seidel. Jacobi can cycle where an
+  ASP's capacity sits exactly at its kink (all its MUs cross the kink together);
+  Gauss-Seidel cannot, since only one MU per ASP moves at a time.
+
+Trust region per MU: a step is clipped to the trust radius, which drops to half the last
+move when the MU's step changes direction and doubles otherwise (at most half its box).
+Stopping: when, for two rounds in a row, every MU's predicted gain of its full projected
+Newton step (local quadratic model, ignoring the trust radius) is below a hundredth of the
+tolerance relative to its utility scale; or when that figure has stalled for 25 rounds
+(it cannot fall further: e.g. a perturbation estimate at a kink). The certificate then
+judges the answer.
+
+May import: numpy and ``market``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from market.model import Market
+
+SCHEDULES = ("auto", "jacobi", "gauss-seidel")
+
+
+def mu_ranks(market: Market) -> np.ndarray:
+    """(M,) position of each MU among the MUs of its ASP (0, 1, ...), in index order."""
+    order = np.argsort(market.mu_asp, kind="stable")
+    ranks = np.empty(market.n_mus, dtype=np.intp)
+    sorted_asp = market.mu_asp[order]
+    starts = np.searchsorted(sorted_asp, sorted_asp, side="left")
+    ranks[order] = np.arange(market.n_mus) - starts
+    return ranks
+
+
+def initial_point(market: Market, initial_rewards=None) -> np.ndarray:
+    """The starting rewards: ``initial_rewards`` projected on the box, else the box midpoints."""
+    if initial_rewards is None:
+        return 0.5 * (market.reward_min + market.reward_max)
+    r = np.asarray(initial_rewards, dtype=float)
+    if r.shape != (market.n_mus,) or not np.all(np.isfinite(r)):
+        raise ValueError(f"initial_rewards must be {market.n_mus} finite numbers")
+    return market.clip_rewards(r)
+
+
+def predicted_gain(r, slope, curv, lo, hi):
+    """Utility gain of the full projected Newton step under the local quadratic model (>= 0).
+
+    It ignores the trust radius, so a throttled step cannot fake convergence. Where the
+    curvature is not negative, the gain of moving to the bound the slope points at is used.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        target = np.where(curv < 0, r - slope / curv, np.where(slope > 0, hi, lo))
+    target = np.clip(np.where(np.isfinite(target), target, r), lo, hi)
+    step = target - r
+    model_curv = np.where(np.isfinite(curv), np.minimum(curv, 0.0), 0.0)
+    return np.abs(slope * step + 0.5 * model_curv * step**2)
+
+
+@dataclass
+class Rounds:
+    """What :func:`run_rounds` returns."""
+
+    rewards: np.ndarray
+    """Final reward profile."""
+    iterations: int
+    """Rounds used (a Gauss-Seidel round is a sweep)."""
+    status: str
+    """``"converged"`` (stopping test met), ``"max_iterations"``, or ``"stalled"`` (the largest
+    predicted gain did not fall by 10% in the last 25 rounds)."""
+    history: list = field(default_factory=list)
+    """Largest predicted relative gain per round."""
+    evaluations: int = 0
+    """Calls of the estimator."""
+    schedule_used: str = ""
+    """The schedule(s) actually run, e.g. ``"jacobi->gauss-seidel"``."""
+
+
+@dataclass
+class Estimate:
+    """An estimator's answer for the MUs ``mus`` of one turn."""
+
+    slope: np.ndarray
+    """dU_m/dr_m at the current rewards (money per unit reward)."""
+    curvature: np.ndarray
+    """d2U_m/dr_m^2 (NaN where unknown)."""
+    utility: np.ndarray
+    """U_m at the current rewards (-inf where a QoE floor is missed)."""
+    kinks: np.ndarray | None = None
+    """Optional (K, J) own rewards where U_m has a kink; a step never crosses one."""
+    stationary: np.ndarray | None = None
+    """Optional: True where the MU is known to be at its best response (e.g. at a kink whose
+    left slope is >= 0 and right slope <= 0)."""
+
+
+#: estimate(rewards, mus, perturbation) -> Estimate for the MUs ``mus``.
+Estimator = Callable[[np.ndarray, np.ndarray, np.ndarray], Estimate]
+#: evaluate(rewards, mus, trial) -> U_m(trial_m, r_{-m}) for the MUs ``mus``.
+Evaluator = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+ARMIJO = 1e-4
+STALL_ROUNDS = 25
+MAX_BACKTRACKS = 40
+
+
+def _clip_at_kinks(r, step, kinks):
+    """Shorten steps that would cross a kink so that they stop on it."""
+    if kinks is None:
+        return step
+    for j in range(kinks.shape[1]):
+        k = kinks[:, j]
+        crosses = np.isfinite(k) & ((k - r) * (k - (r + step)) < 0)
+        step = np.where(crosses, k - r, step)
+    return step
+
+
+def run_rounds(market: Market, estimate: Estimator, evaluate: Evaluator, *, tolerance: float,
+               max_iterations: int, initial_rewards=None, schedule: str = "auto", damping: float = 1.0,
+               delta: float = 1e-3, progress=None) -> Rounds:
+    """Projected Newton ascent rounds for all MUs (see the module docstring).
+
+    Each MU's step is accepted only if it raises its own utility (others held at the current
+    profile) by at least 1e-4 of the linear prediction (Armijo); otherwise it is shrunk to the
+    peak of the quadratic through U(r), U'(r) and U(r + s) (between 0.1 and 0.5 of it), up to 40 times. ``delta`` sets the perturbation the estimator receives: it starts at
+    ``delta`` times each box width and follows half the MU's last move (floor 1e-7 of the width: below it roundoff spoils the curvature).
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    lo, hi = market.reward_min, market.reward_max
+    width = hi - lo
+    r = initial_point(market, initial_rewards)
+    scale = market.utility_scale
+    pert_max = np.maximum(delta * width, 1e-12 * hi)
+    pert_min = np.maximum(1e-7 * width, 1e-12 * hi)
+    pert = pert_max.copy()
+    trust = 0.5 * width
+    last_move = np.zeros(market.n_mus)
+    everyone = np.arange(market.n_mus)
+    ranks = mu_ranks(market)
+    turns_gs = [np.flatnonzero(ranks == k) for k in range(int(ranks.max(initial=-1)) + 1)]
+    mode = "jacobi" if schedule in ("auto", "jacobi") else "gauss-seidel"
+    used = [mode]
+    history, calm, evaluations, status, it = [], 0, 0, "max_iterations", 0
+    for it in range(1, max_iterations + 1):
+        worst = 0.0
+        for idx in ([everyone] if mode == "jacobi" else turns_gs):
+            est = estimate(r, idx, pert[idx])
+            evaluations += 1
+            slope, curv, u_here = est.slope, est.curvature, est.utility
+            finite = np.isfinite(u_here)
+            ri, lo_i, hi_i, tr = r[idx], lo[idx], hi[idx], trust[idx]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                newton = np.where(curv < 0, -slope / curv, np.sign(slope) * tr)
+            step = np.clip(np.where(np.isfinite(newton), newton, 0.0), -tr, tr)
+            if mode == "jacobi":
+                step = damping * step
+            step = _clip_at_kinks(ri, step, est.kinks)
+            step = np.where(finite, step, tr)  # a missed QoE floor: raise the reward
+            stationary = est.stationary if est.stationary is not None else np.zeros(idx.size, bool)
+            step = np.where(stationary, 0.0, step)
+            step = np.clip(ri + step, lo_i, hi_i) - ri
+            # Armijo backtracking on the MU's own utility (others at the current profile)
+            check = (step != 0) & finite
+            tried = np.abs(step)
+            for _ in range(MAX_BACKTRACKS):
+                if not np.any(check):
+                    break
+                sub = np.flatnonzero(check)
+                u_new = evaluate(r, idx[sub], ri[sub] + step[sub])
+                evaluations += 1
+                linear = slope[sub] * step[sub]
+                good = u_new >= u_here[sub] + ARMIJO * linear
+                check[sub[good]] = False
+                # shrink to the peak of the quadratic through U(r), U'(r) and U(r + s), in [0.1, 0.5] s
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    excess = u_new - u_here[sub] - linear
+                    ratio = np.where(excess < 0, -linear / (2.0 * excess), 0.5)
+                ratio = np.clip(np.where(np.isfinite(ratio), ratio, 0.5), 0.1, 0.5)
+                step[sub[~good]] *= ratio[~good]
+            step = np.where(check, 0.0, step)
+            new = ri + step
+            gain = np.where(finite, predicted_gain(ri, slope, curv, lo_i, hi_i), np.inf)
+            gain = np.where(stationary, 0.0, gain)
+            worst = max(worst, float(np.max(gain / scale[idx], initial=0.0)))
+            flipped = step * last_move[idx] < 0
+            trust[idx] = np.where(flipped, np.maximum(0.5 * np.abs(last_move[idx]), pert_min[idx]),
+                                  np.minimum(2.0 * tr, 0.5 * width[idx]))
+            last_move[idx] = np.where(step != 0, step, last_move[idx])
+            # after a backtrack the next stencil spans the rejected step (e.g. across a kink)
+            span = np.where(np.abs(step) < tried, 0.25 * tried, 0.5 * np.abs(step))
+            pert[idx] = np.clip(span, pert_min[idx], pert_max[idx])
+            r[idx] = new
+        history.append(worst)
+        if progress is not None:
+            progress(it, worst)
+        calm = calm + 1 if worst <= 1e-2 * tolerance else 0
+        if calm >= 2:
+            status = "converged"
+            break
+        if len(history) >= 2 * STALL_ROUNDS and min(history[-STALL_ROUNDS:]) >= 0.9 * min(history[:-STALL_ROUNDS]) \
+                and (schedule != "auto" or mode == "gauss-seidel"):
+            status = "stalled"
+            break
+        if (schedule == "auto" and mode == "jacobi" and len(history) >= 10
+                and min(history[-5:]) > 0.5 * min(history[-10:-5])):
+            mode = "gauss-seidel"
+            used.append(mode)
+            trust = 0.5 * width
+    return Rounds(rewards=r, iterations=it, status=status, history=history, evaluations=evaluations,
+                  schedule_used="->".join(used))
