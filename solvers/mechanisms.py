@@ -133,8 +133,15 @@ def proposed(market: Market, *, solver: str = "dual-perturbation", result=None) 
     return out
 
 
-def uniform(market: Market, *, grid_points: int = 200) -> MechanismOutcome:
-    """One common reward (clipped to each box) maximising the MUs' total utility."""
+def uniform(market: Market, *, grid_points: int | None = None, polish_iterations: int | None = None) -> MechanismOutcome:
+    """One common reward (clipped to each box) maximising the MUs' total utility.
+
+    A geometric grid over ``[min reward_min, max reward_max]`` (200 points with the closed-form
+    follower, 40 with cvxpy), then golden-section polish inside the best grid bracket.
+    """
+    closed = market.is_closed_form
+    grid_points = grid_points or (200 if closed else 40)
+    polish_iterations = polish_iterations or (40 if closed else 20)
     lo, hi = float(market.reward_min.min()), float(market.reward_max.max())
     grid = np.geomspace(lo, hi, grid_points)
 
@@ -145,17 +152,26 @@ def uniform(market: Market, *, grid_points: int = 200) -> MechanismOutcome:
 
     values = np.array([total(x) for x in grid])
     i = int(np.argmax(values))
+    best_level, best_value = float(grid[i]), float(values[i])
     a, b = grid[max(i - 1, 0)], grid[min(i + 1, grid_points - 1)]
-    for _ in range(40):  # golden-section polish inside the bracket
-        c, d = b - 0.618 * (b - a), a + 0.618 * (b - a)
-        if total(c) >= total(d):
-            b = d
+    golden = (np.sqrt(5.0) - 1.0) / 2.0
+    c, d = b - golden * (b - a), a + golden * (b - a)
+    fc, fd = total(c), total(d)
+    for _ in range(polish_iterations):
+        if fc >= fd:
+            b, d, fd = d, c, fc
+            c = b - golden * (b - a)
+            fc = total(c)
         else:
-            a = c
-    level = 0.5 * (a + b) if total(0.5 * (a + b)) >= values[i] else grid[i]
-    return _from_rewards(market, "uniform", market.clip_rewards(np.full(market.n_mus, level)),
-                         f"common reward {level:.6g} (money per QoE) maximising total MU utility",
-                         extra={"level": level})
+            a, c, fc = c, d, fd
+            d = a + golden * (b - a)
+            fd = total(d)
+    for level, value in ((c, fc), (d, fd)):
+        if value > best_value:
+            best_level, best_value = float(level), value
+    return _from_rewards(market, "uniform", market.clip_rewards(np.full(market.n_mus, best_level)),
+                         f"common reward {best_level:.6g} (money per QoE) maximising total MU utility",
+                         extra={"level": best_level})
 
 
 def equal_split(market: Market) -> MechanismOutcome:
