@@ -8,7 +8,8 @@ server's digit ``a``; device 2 asks for a different digit ``b``. Accuracy is jud
 device against *its own* prompt; ``leak_to_server_prompt`` is the share of device-2 images
 the judge reads as the server's digit (the paper's "tiger features on the dog").
 Baseline: separate generation, each device running all ``t_0 + t_k`` steps under its own
-prompt over a perfect link. Steps saved: with ``K`` devices, shared generation runs
+prompt over a perfect link. With ``t_0 = 0`` nothing is shared or sent (the devices start
+from their own noise), so that row equals separate generation with ``t_k`` steps. Steps saved: with ``K`` devices, shared generation runs
 ``t_0 + K t_k`` UNet steps instead of ``K (t_0 + t_k)``.
 
 May import: numpy, torch, diffusers, ``market`` (errors, atomic IO).
@@ -142,8 +143,11 @@ def shared_denoise(model: BackendModel, config: SharedDenoiseConfig, evaluator=N
             server = denoise(model, noise.clone(), a, total, start=0, stop=t0, guidance_scale=g).cpu().numpy()
             uniforms = np.random.default_rng([config.seed, t0, tk, 13]).random(server.size * 8)
             for ber in config.ber_grid:
-                rx = transmit_latent(server, ber, uniforms=uniforms)
-                latent = torch.as_tensor(rx.values, device=model.device)
+                if t0 == 0:  # nothing is shared: each device starts from its own noise, no link
+                    latent = noise.clone()
+                else:
+                    rx = transmit_latent(server, ber, uniforms=uniforms)
+                    latent = torch.as_tensor(rx.values, device=model.device)
                 out1 = denoise(model, latent.clone(), a, total, start=t0, guidance_scale=g).clamp(-1, 1).cpu().numpy()
                 out2 = denoise(model, latent.clone(), b, total, start=t0, guidance_scale=g).clamp(-1, 1).cpu().numpy()
                 j1, j2 = evaluator.judge_labels(out1), evaluator.judge_labels(out2)

@@ -51,7 +51,7 @@ class GeneratorTrainConfig:
     """Maximum EMA decay (with diffusers' EMA warm-up)."""
     threads: int = 1
     """torch threads (the project's machine has 2 shared cores)."""
-    default_steps: int = 20
+    default_steps: int = 10
     """Default DDIM sampling steps recorded in backend.json."""
     guidance_scale: float = 1.0
     """Default classifier-free guidance recorded in backend.json."""
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--model", choices=MODEL_NAMES, required=True)
     gen.add_argument("--train-steps", type=int, default=1200)
     gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--default-steps", type=int, default=20)
+    gen.add_argument("--default-steps", type=int, default=10)
     gen.add_argument("--guidance-scale", type=float, default=1.0)
     card = sub.add_parser("card", help="measure a trained generator and write its card")
     card.add_argument("--model", choices=MODEL_NAMES, required=True)
