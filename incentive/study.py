@@ -84,6 +84,8 @@ def compare(market: Market, *, solver: str = "dual-perturbation", names=MECHANIS
     cert = result.certificate.to_dict() if result.certificate is not None else {}
     cert["status"] = result.status
     traj: dict = {"dual_perturbation_gain": list(map(float, result.history)), "solver": result.solver}
+    if result.options.get("trajectory"):  # a solver that records its rewards per round
+        traj["default"] = result.options["trajectory"]
     if trajectory:
         from solvers.pyomo_reference import ipopt_unavailable_reason
 
@@ -221,7 +223,17 @@ def plot_trajectory(comparison: Comparison, mu_names=None) -> bytes:
                   ha="center", va="center", wrap=True, fontsize=9)
         left.set_axis_off()
     gains = traj.get("dual_perturbation_gain") or []
-    if gains:
+    default_rounds = traj.get("default") or []
+    if default_rounds:
+        arr = np.asarray(default_rounds, dtype=float)
+        for m in range(arr.shape[1]):
+            right.plot(np.arange(arr.shape[0]), arr[:, m], lw=1.2)
+        right.set_xlabel("round (0 = start)")
+        right.set_ylabel("reward r_m [money per unit QoE]")
+        right.set_yscale("log")
+        right.set_title(f"{traj.get('solver', 'default')} solver: each MU's reward per round")
+        right.grid(alpha=0.3)
+    elif gains:
         g = np.maximum(np.asarray(gains, dtype=float), 1e-18)
         right.semilogy(np.arange(1, len(g) + 1), g, lw=1.2, label=f"{traj.get('solver', 'default')} solver")
         right.set_xlabel("round")
