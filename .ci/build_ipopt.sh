@@ -33,7 +33,6 @@ if [ -x "$TARGET" ] && "$TARGET" -v >/dev/null 2>&1; then
 fi
 
 command -v apt-get >/dev/null 2>&1 || give_up "no apt-get on this machine (Debian/Ubuntu only)"
-[ "$(id -u)" = 0 ] || give_up "needs root to install the Debian packages (run: sudo bash $0 $BIN_DIR)"
 
 export DEBIAN_FRONTEND=noninteractive
 PACKAGES="coinor-libipopt-dev libamplsolver-dev pkg-config libblas-dev liblapack-dev g++"
@@ -42,6 +41,7 @@ for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
 if [ -n "$missing" ]; then
+    [ "$(id -u)" = 0 ] || give_up "needs root to install the Debian packages$missing (run: sudo bash $0 $BIN_DIR)"
     say "installing Debian packages:$missing"
     apt-get update -qq || give_up "apt-get update failed (no network?)"
     apt-get install -y -qq --no-install-recommends $missing >/dev/null \
