@@ -17,8 +17,9 @@ MU's own slope and curvature (by perturbation in ``solvers.dual_perturbation``, 
 Trust region per MU: a step is clipped to the trust radius, which drops to half the last
 move when the MU's step changes direction and doubles otherwise (at most half its box).
 Stopping: when, for two rounds in a row, every MU's predicted gain of its full projected
-Newton step (local quadratic model, ignoring the trust radius) is below a hundredth of the
-tolerance relative to its utility scale; or when that figure has stalled for 25 rounds
+Newton step (local quadratic model, ignoring the trust radius) is below a tenth of the
+tolerance relative to its utility scale (or below a rigorous bound the estimator gives,
+e.g. a stencil that brackets a maximum of a concave utility); or when that figure has stalled for 25 rounds
 (it cannot fall further: e.g. a perturbation estimate at a kink). The certificate then
 judges the answer.
 
@@ -104,6 +105,9 @@ class Estimate:
     stationary: np.ndarray | None = None
     """Optional: True where the MU is known to be at its best response (e.g. at a kink whose
     left slope is >= 0 and right slope <= 0)."""
+    gain_bound: np.ndarray | None = None
+    """Optional rigorous upper bound on each MU's available gain (inf where unknown); the
+    stopping test uses the smaller of it and the Newton model's prediction."""
 
 
 #: estimate(rewards, mus, perturbation) -> Estimate for the MUs ``mus``.
@@ -113,6 +117,7 @@ Evaluator = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 ARMIJO = 1e-4
 STALL_ROUNDS = 25
+CALM_FRACTION = 0.1
 MAX_BACKTRACKS = 40
 
 
@@ -129,13 +134,13 @@ def _clip_at_kinks(r, step, kinks):
 
 def run_rounds(market: Market, estimate: Estimator, evaluate: Evaluator, *, tolerance: float,
                max_iterations: int, initial_rewards=None, schedule: str = "auto", damping: float = 1.0,
-               delta: float = 1e-3, progress=None) -> Rounds:
+               delta: float | None = None, progress=None) -> Rounds:
     """Projected Newton ascent rounds for all MUs (see the module docstring).
 
     Each MU's step is accepted only if it raises its own utility (others held at the current
     profile) by at least 1e-4 of the linear prediction (Armijo); otherwise it is shrunk to the
     peak of the quadratic through U(r), U'(r) and U(r + s) (between 0.1 and 0.5 of it), up to 40 times. ``delta`` sets the perturbation the estimator receives: it starts at
-    ``delta`` times each box width and follows half the MU's last move (floor 1e-7 of the width: below it roundoff spoils the curvature).
+    ``delta`` times each box width (default 1e-3, or 1e-7 from a warm start) and follows half the MU's last move (floor 1e-7 of the width: below it roundoff spoils the curvature).
     """
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
@@ -143,6 +148,8 @@ def run_rounds(market: Market, estimate: Estimator, evaluate: Evaluator, *, tole
     width = hi - lo
     r = initial_point(market, initial_rewards)
     scale = market.utility_scale
+    if delta is None:  # a warm start is presumably close: probe finely from the start
+        delta = 1e-3 if initial_rewards is None else 1e-7
     pert_max = np.maximum(delta * width, 1e-12 * hi)
     pert_min = np.maximum(1e-7 * width, 1e-12 * hi)
     pert = pert_max.copy()
@@ -190,23 +197,28 @@ def run_rounds(market: Market, estimate: Estimator, evaluate: Evaluator, *, tole
                     ratio = np.where(excess < 0, -linear / (2.0 * excess), 0.5)
                 ratio = np.clip(np.where(np.isfinite(ratio), ratio, 0.5), 0.1, 0.5)
                 step[sub[~good]] *= ratio[~good]
-            step = np.where(check, 0.0, step)
+            rejected = check  # no step along the estimated slope raised U
+            step = np.where(rejected, 0.0, step)
             new = ri + step
             gain = np.where(finite, predicted_gain(ri, slope, curv, lo_i, hi_i), np.inf)
             gain = np.where(stationary, 0.0, gain)
+            if est.gain_bound is not None:
+                gain = np.minimum(gain, est.gain_bound)
             worst = max(worst, float(np.max(gain / scale[idx], initial=0.0)))
             flipped = step * last_move[idx] < 0
             trust[idx] = np.where(flipped, np.maximum(0.5 * np.abs(last_move[idx]), pert_min[idx]),
                                   np.minimum(2.0 * tr, 0.5 * width[idx]))
             last_move[idx] = np.where(step != 0, step, last_move[idx])
-            # after a backtrack the next stencil spans the rejected step (e.g. across a kink)
+            # after a backtrack the next stencil spans the rejected step (e.g. across a kink);
+            # after a rejection the slope was unreliable (a stencil across a kink): probe closer
             span = np.where(np.abs(step) < tried, 0.25 * tried, 0.5 * np.abs(step))
+            span = np.where(rejected, 0.25 * pert[idx], span)
             pert[idx] = np.clip(span, pert_min[idx], pert_max[idx])
             r[idx] = new
         history.append(worst)
         if progress is not None:
             progress(it, worst)
-        calm = calm + 1 if worst <= 1e-2 * tolerance else 0
+        calm = calm + 1 if worst <= CALM_FRACTION * tolerance else 0
         if calm >= 2:
             status = "converged"
             break

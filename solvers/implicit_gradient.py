@@ -65,7 +65,7 @@ def solve(market: Market, *, tolerance: float = 1e-6, max_iterations: int = 5000
     Parameters
     ----------
     market : Market (linear model only).
-    tolerance : target relative regret (the solver stops at a hundredth of it, predicted).
+    tolerance : target relative regret (the solver stops at a tenth of it, predicted).
     max_iterations : rounds.
     initial_rewards : (M,) warm start; default box midpoints.
     schedule : ``"auto"``, ``"jacobi"`` or ``"gauss-seidel"``.
