@@ -126,3 +126,44 @@ def test_optimum_varies_across_states_and_beats_static_clearly():
     shares = np.array([r.power / s.p_total_w for r, s in zip(results, states)])
     assert shares.std(axis=0).min() > 0.05
     assert 0.4 < static / oracle < 0.9
+
+
+def variant(**changes):
+    data = tomllib.loads(default_provisioning_scenario_path().read_text())
+    data["num_users"] = 2
+    data["max_trials"] = 4
+    data["objective"]["user_weights"] = [1.0, 1.0]
+    for dotted, value in changes.items():
+        section, key = dotted.split("__")
+        data[section][key] = value
+    return provisioning_config_from_dict(data)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"objective__user_weights": [0.0, 1.0]},  # a user whose QoE is worth nothing
+        {"quality__ber_sensitivity_easy": 0.0, "quality__ber_sensitivity_hard": 0.0},  # power is useless
+        {"objective__min_qoe": [5.0, 0.0]},  # an unreachable QoE floor: its penalty is always paid
+        {"objective__cost_weight": 0.0},  # free resources: spend the whole budget
+        {"channel__nakagami_m": 0.5, "channel__shadowing_sigma_db": 10.0},  # harsh channel
+    ],
+)
+def test_edge_cases_match_brute_force(changes):
+    config = variant(**changes)
+    for state in sample_states(config, 3, seed=31):
+        result = oracle_allocation(config, state)
+        grid_best = brute_force(config, state, 2000)
+        assert result.utility >= grid_best - 1e-9
+        assert result.utility - grid_best <= 1e-4 * max(1.0, abs(result.utility))
+
+
+def test_measured_quality_model_is_used_by_the_oracle():
+    from provisioning.quality import InterpolatedQualityModel
+
+    measured = InterpolatedQualityModel((0.0, 1.0), (np.log(8.6), np.log(7.6)), (0.04, 0.10), (2.0, 12.0))
+    env = ProvisioningEnv(CONFIG, quality_model=measured)
+    for state in sample_states(CONFIG, 3, seed=32):
+        result = oracle_allocation(CONFIG, state, quality_model=measured)
+        assert result.utility == pytest.approx(env.expected_utility(state, result.trials, result.power), rel=1e-12)
+        assert result.utility >= env.expected_utility(state, *StaticPolicy(CONFIG).allocate(state)) - 1e-9
