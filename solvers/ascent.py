@@ -10,7 +10,8 @@ MU's own slope and curvature (by perturbation in ``solvers.dual_perturbation``, 
   independent), so the turn "the k-th MU of every ASP" is exactly sequential Gauss-Seidel,
   vectorised; a round is a sweep over all turns;
 * ``"auto"`` (default): Jacobi while the largest predicted gain keeps falling; once it
-  stalls (it did not halve over 5 rounds) switch to Gauss-Seidel. Jacobi can cycle where an
+  stalls (its minimum over the last 12 rounds is not half that of the 12 before) switch to
+  Gauss-Seidel. Jacobi can cycle where an
   ASP's capacity sits exactly at its kink (all its MUs cross the kink together);
   Gauss-Seidel cannot, since only one MU per ASP moves at a time.
 
@@ -118,6 +119,7 @@ Evaluator = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 ARMIJO = 1e-4
 STALL_ROUNDS = 25
 CALM_FRACTION = 0.1
+SWITCH_ROUNDS = 12
 MAX_BACKTRACKS = 40
 
 
@@ -226,8 +228,8 @@ def run_rounds(market: Market, estimate: Estimator, evaluate: Evaluator, *, tole
                 and (schedule != "auto" or mode == "gauss-seidel"):
             status = "stalled"
             break
-        if (schedule == "auto" and mode == "jacobi" and len(history) >= 10
-                and min(history[-5:]) > 0.5 * min(history[-10:-5])):
+        if (schedule == "auto" and mode == "jacobi" and len(history) >= 2 * SWITCH_ROUNDS
+                and min(history[-SWITCH_ROUNDS:]) > 0.5 * min(history[-2 * SWITCH_ROUNDS:-SWITCH_ROUNDS])):
             mode = "gauss-seidel"
             used.append(mode)
             trust = 0.5 * width
