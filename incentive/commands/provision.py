@@ -61,6 +61,12 @@ def register(subparsers) -> None:
     compare.add_argument("--no-progress", action="store_true")
     compare.set_defaults(func=run_compare)
 
+    ship = sub.add_parser("ship", help="copy a finished D3PG run into provisioning/trained with a measured card")
+    ship.add_argument("--run", required=True, help="a finished d3pg run folder (with policy.safetensors)")
+    ship.add_argument("--command", required=True, help="the command that trained the run (recorded on the card)")
+    ship.add_argument("--episodes", type=int, default=DEFAULT_EVAL_STATES, help="held-out states for the card (default 256)")
+    ship.set_defaults(func=run_ship)
+
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
 
 
@@ -273,6 +279,62 @@ def run_evaluate(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- ship
+
+
+def run_ship(args) -> int:
+    """Copy ``--run``'s policy to ``provisioning/trained/d3pg-<scenario>.safetensors`` and write
+    its card with the fraction of the oracle measured on held-out states."""
+    _setup_threads()
+    import json
+    from datetime import datetime, timezone
+
+    from market.atomic import atomic_write_bytes, atomic_write_json
+    from market.errors import MissingArtifactError
+    from provisioning.trained import file_sha256, shipped_card_path, shipped_policy_path
+    from provisioning.training import problem_from_scenario
+
+    run = Path(args.run)
+    policy_file = run / "policy.safetensors"
+    if not policy_file.is_file():
+        raise MissingArtifactError(f"{policy_file}: not a finished d3pg run")
+    train_config = json.loads((run / "train_config.json").read_text())
+    progress = json.loads((run / "progress.json").read_text())
+    scenario = Path(train_config["scenario"])
+    problem = problem_from_scenario(scenario)
+    target = shipped_policy_path(problem.name)
+    atomic_write_bytes(target, policy_file.read_bytes())
+    card = {
+        "agent": "d3pg",
+        "scenario": problem.name,
+        "scenario_sha256": file_sha256(scenario),
+        "command": args.command,
+        "steps": int(progress["steps_done"]),
+        "seed": int(train_config["seed"]),
+        "d3pg_config": json.loads((run / "d3pg_config.json").read_text()),
+        "training_wall_seconds": progress.get("wall_seconds"),
+        "validation_curve": [(c["step"], c["fraction_of_oracle"]) for c in progress.get("curve", [])],
+        "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    atomic_write_json(shipped_card_path(problem.name), card)  # evaluate_report reads the card
+    report = evaluate_report("d3pg", scenario, episodes=_positive(args.episodes, "--episodes"), best_of_k=16)
+    card.update(
+        {
+            "held_out_states": report["held_out_states"],
+            "held_out_seed": report["held_out_seed"],
+            "fraction_of_oracle": report["fraction_of_oracle"],
+            "fraction_of_oracle_spread_over_sampling_seeds": report["fraction_of_oracle_spread"],
+            "best_of_16_fraction_of_oracle": report.get("best_of_k_fraction_of_oracle"),
+            "static_fraction_of_oracle": report["static_fraction_of_oracle"],
+            "random_fraction_of_oracle": report["random_fraction_of_oracle"],
+            "evaluate_command": "incentive provision evaluate --policy d3pg --best-of-k 16",
+        }
+    )
+    atomic_write_json(shipped_card_path(problem.name), card)
+    print(json.dumps(card, indent=2))
+    return 0
+
+
 # --------------------------------------------------------------------------- compare
 
 
@@ -358,11 +420,12 @@ def write_plots(out: Path, summary: dict) -> None:
         s = policies[name]["fraction_of_oracle"]
         ax.bar(i, s["mean"], color=colors.get(name.split("-")[0], "lightgray"), alpha=0.6)
         ax.errorbar(i, s["mean"], yerr=[[s["mean"] - s["min"]], [s["max"] - s["mean"]]], color="black", capsize=4)
-        ax.text(i, max(s["mean"], 0) + 0.02, f"{s['mean']:.3f}", ha="center", fontsize=8)
+        ax.text(i, min(max(s["mean"], 0), 1.0) + 0.02, f"{s['mean']:.3f}", ha="center", fontsize=8)
     ax.set_xticks(range(len(order)), [n.upper() if n in colors else n for n in order], rotation=20, fontsize=8)
     ax.set_ylabel("utility / oracle utility (held-out states)")
     ax.axhline(0.95, ls="--", color="gray", lw=0.8)
-    ax.set_ylim(min(-0.1, min(policies[n]["fraction_of_oracle"]["min"] for n in order) - 0.05), 1.1)
+    lowest = min(policies[n]["fraction_of_oracle"]["min"] for n in order)
+    ax.set_ylim(max(min(-0.1, lowest - 0.05), -1.0), 1.1)  # bars below -1 are cut; their values are printed
     ax.set_title(f"Converged utility: mean, range over {summary['seeds']} seeds")
     fig.tight_layout()
     buffer = io.BytesIO()
