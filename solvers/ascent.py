@@ -24,7 +24,7 @@ e.g. a stencil that brackets a maximum of a concave utility); or when that figur
 (it cannot fall further: e.g. a perturbation estimate at a kink). The certificate then
 judges the answer.
 
-May import: numpy and ``market``.
+May import: numpy, ``market`` and ``solvers.certificate`` (its golden-section search).
 """
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ from typing import Callable
 import numpy as np
 
 from market.model import Market
+from solvers.certificate import golden_max
 
 SCHEDULES = ("auto", "jacobi", "gauss-seidel")
 
@@ -120,6 +121,7 @@ ARMIJO = 1e-4
 STALL_ROUNDS = 25
 CALM_FRACTION = 0.1
 SWITCH_ROUNDS = 12
+LINE_SEARCH_ITERATIONS = 12
 MAX_BACKTRACKS = 40
 
 
@@ -141,7 +143,10 @@ def run_rounds(market: Market, estimate: Estimator, evaluate: Evaluator, *, tole
 
     Each MU's step is accepted only if it raises its own utility (others held at the current
     profile) by at least 1e-4 of the linear prediction (Armijo); otherwise it is shrunk to the
-    peak of the quadratic through U(r), U'(r) and U(r + s) (between 0.1 and 0.5 of it), up to 40 times. ``delta`` sets the perturbation the estimator receives: it starts at
+    peak of the quadratic through U(r), U'(r) and U(r + s) (between 0.1 and 0.5 of it), up to
+    40 times; after a shrink, 12 golden-section steps between the accepted and the last
+    refused step find the best point of that segment (it brackets the maximum along the step
+    when the utility is concave, e.g. a capacity kink in between). ``delta`` sets the perturbation the estimator receives: it starts at
     ``delta`` times each box width (default 1e-3, or 1e-7 from a warm start) and follows half the MU's last move (floor 1e-7 of the width: below it roundoff spoils the curvature).
     """
     if schedule not in SCHEDULES:
@@ -184,6 +189,8 @@ def run_rounds(market: Market, estimate: Estimator, evaluate: Evaluator, *, tole
             # Armijo backtracking on the MU's own utility (others at the current profile)
             check = (step != 0) & finite
             tried = np.abs(step)
+            refused = np.zeros(idx.size)  # the last step refused, per MU (0: none)
+            accepted_value = np.full(idx.size, -np.inf)
             for _ in range(MAX_BACKTRACKS):
                 if not np.any(check):
                     break
@@ -193,6 +200,8 @@ def run_rounds(market: Market, estimate: Estimator, evaluate: Evaluator, *, tole
                 linear = slope[sub] * step[sub]
                 good = u_new >= u_here[sub] + ARMIJO * linear
                 check[sub[good]] = False
+                accepted_value[sub[good]] = u_new[good]
+                refused[sub[~good]] = step[sub[~good]]
                 # shrink to the peak of the quadratic through U(r), U'(r) and U(r + s), in [0.1, 0.5] s
                 with np.errstate(divide="ignore", invalid="ignore"):
                     excess = u_new - u_here[sub] - linear
@@ -201,6 +210,15 @@ def run_rounds(market: Market, estimate: Estimator, evaluate: Evaluator, *, tole
                 step[sub[~good]] *= ratio[~good]
             rejected = check  # no step along the estimated slope raised U
             step = np.where(rejected, 0.0, step)
+            # after a backtrack the maximum along the step lies between the accepted and the
+            # last refused step (U is concave): golden-section search that segment
+            seg = np.flatnonzero(~rejected & (refused != 0) & finite)
+            if seg.size:
+                a, b = np.minimum(step[seg], refused[seg]), np.maximum(step[seg], refused[seg])
+                base = ri[seg]
+                best, value = golden_max(lambda s_: evaluate(r, idx[seg], base + s_), a, b, LINE_SEARCH_ITERATIONS)
+                evaluations += LINE_SEARCH_ITERATIONS + 2
+                step[seg] = np.where(value > accepted_value[seg], best, step[seg])
             new = ri + step
             gain = np.where(finite, predicted_gain(ri, slope, curv, lo_i, hi_i), np.inf)
             gain = np.where(stationary, 0.0, gain)

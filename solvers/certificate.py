@@ -107,7 +107,7 @@ def regret_grid(market: Market, points: int) -> np.ndarray:
     return np.sort(np.concatenate([lin, geo], axis=1), axis=1)
 
 
-def _golden_max(fun, lo: np.ndarray, hi: np.ndarray, iterations: int):
+def golden_max(fun, lo: np.ndarray, hi: np.ndarray, iterations: int):
     """Vectorised golden-section maximisation of ``fun`` ((M,) -> (M,)) on [lo, hi] per entry."""
     a, b = lo.copy(), hi.copy()
     c = b - _GOLDEN * (b - a)
@@ -165,7 +165,7 @@ def certify(market: Market, rewards: np.ndarray, tolerance: float = 1e-6, *,
     lo = grid[rows, np.maximum(best_i - 1, 0)]
     hi = grid[rows, np.minimum(best_i + 1, points - 1)]
     if market.n_mus:
-        px, pv = _golden_max(lambda t: deviation_utility(market, r, t), lo, hi, polish)
+        px, pv = golden_max(lambda t: deviation_utility(market, r, t), lo, hi, polish)
         better = pv > best_v
         best_x, best_v = np.where(better, px, best_x), np.where(better, pv, best_v)
     with np.errstate(invalid="ignore"):

@@ -94,7 +94,7 @@ def test_permuting_mus_permutes_the_answer(scn, rnd):
     if not at_threshold(a, ra):  # unique equilibrium: an independent solve finds the same answer
         width = a.reward_max - a.reward_min
         assert np.all(np.abs(rb.rewards - ra.rewards[order]) <= 1e-3 * width[order])
-        assert np.allclose(rb.utility, ra.utility[order], rtol=1e-5, atol=1e-9)
+        assert np.allclose(rb.utility, ra.utility[order], rtol=1e-4, atol=1e-9)  # ~ sqrt(tolerance)
 
 
 @given(scenarios(max_mus=8), st.floats(1e-3, 1e3))
