@@ -169,48 +169,65 @@ class _Options:
 
 
 def _options(config: ProvisioningConfig, state: State, quality_model: QualityModel, table: BerTable) -> _Options:
+    """Options of one state (arrays of shape (Q, O))."""
+    return _options_arrays(
+        config, quality_model, table,
+        state.difficulty, state.mean_snr_per_watt(config), state.quality_threshold, np.asarray(state.p_total_w),
+    )
+
+
+def _options_arrays(config: ProvisioningConfig, quality_model: QualityModel, table: BerTable,
+                    difficulty, beta, quality_threshold, p_total) -> _Options:
+    """Options for states given as arrays of shape (..., Q) (``p_total``: shape (...)).
+
+    Returns arrays of shape (..., Q, 2 N_max): column ``k < N_max`` is "``k+1`` trials, QoE
+    floor met" (power in ``[Pmin, P_total]``), column ``N_max + k`` is "``k+1`` trials, floor
+    missed" (power in ``[0, Pmin]``, penalty paid).
+    """
     obj = config.objective
-    q, n_max = config.num_users, config.max_trials
+    n_max = config.max_trials
     n = np.arange(1, n_max + 1)
+    difficulty = np.asarray(difficulty, dtype=float)
+    lead = difficulty.shape  # (..., Q)
     seconds = np.asarray(config.latency.seconds_per_trial())[:, None]
     lf = latency_factor(n[None, :], seconds, config.latency.max_latency_s)  # (Q, N)
-    mean_log, std_log, kappa = (np.broadcast_to(np.asarray(v, dtype=float), (q,)) for v in quality_model.log_quality_params(state.difficulty))
-    base = mean_log[:, None] + std_log[:, None] * expected_max_std_normal(n)[None, :] - np.log(state.quality_threshold)[:, None]
+    mean_log, std_log, kappa = (np.broadcast_to(np.asarray(v, dtype=float), lead) for v in quality_model.log_quality_params(difficulty))
+    base = mean_log[..., None] + std_log[..., None] * expected_max_std_normal(n) - np.log(np.asarray(quality_threshold, dtype=float))[..., None]
     weights = np.asarray(obj.user_weights, dtype=float)[:, None]
-    amplitude = obj.qoe_weight * weights * lf
+    amplitude = np.broadcast_to(obj.qoe_weight * weights * lf, base.shape)  # (..., Q, N)
     min_qoe = np.asarray(obj.min_qoe, dtype=float)[:, None]
-    beta = state.mean_snr_per_watt(config)
-    p_total = state.p_total_w
+    beta = np.asarray(beta, dtype=float)
+    p_total = np.asarray(p_total, dtype=float)[..., None, None]
     # least power meeting the QoE floor: kappa H(beta P) <= base - Qth/LF
     slack = base - min_qoe / lf  # quality factor margin at zero BER
-    kappa2 = np.broadcast_to(kappa[:, None], slack.shape)
+    kappa2 = np.broadcast_to(kappa[..., None], slack.shape)
     with np.errstate(divide="ignore", invalid="ignore"):
         ber_cap = np.where(kappa2 > 0, slack / kappa2, np.where(slack >= 0, np.inf, -np.inf))
     p_min = np.full(slack.shape, np.inf)
     p_min[ber_cap >= 0.5] = 0.0
     inner = (ber_cap > 0) & (ber_cap < 0.5)
     if np.any(inner):
-        rows = np.nonzero(inner)[0]
+        beta_full = np.broadcast_to(beta[..., None], slack.shape)
         y = table.y_of_ber(ber_cap[inner])
-        p_min[inner] = np.exp(y) / beta[rows]
+        p_min[inner] = np.exp(y) / beta_full[inner]
     fixed = obj.cost_weight * n * obj.compute_cost_per_step * obj.diffusion_steps
     price = obj.cost_weight * n
-    shape = (q, 2 * n_max)
-    trials = np.broadcast_to(np.concatenate([n, n])[None, :], shape).copy()
-    gain = np.concatenate([amplitude, amplitude], axis=1) * kappa[:, None]
-    constant_met = amplitude * base - fixed[None, :]
-    constant = np.concatenate([constant_met, constant_met - obj.penalty_per_user], axis=1)
-    low = np.concatenate([np.minimum(p_min, np.inf), np.zeros_like(p_min)], axis=1)
-    high = np.concatenate([np.full_like(p_min, p_total), np.minimum(p_min, p_total)], axis=1)
-    valid = np.concatenate([p_min <= p_total, p_min > 0], axis=1)
+    shape = lead + (2 * n_max,)
+    trials = np.broadcast_to(np.concatenate([n, n]), shape).copy()
+    gain = np.concatenate([amplitude, amplitude], axis=-1) * kappa[..., None]
+    constant_met = amplitude * base - fixed
+    constant = np.concatenate([constant_met, constant_met - obj.penalty_per_user], axis=-1)
+    low = np.concatenate([p_min, np.zeros_like(p_min)], axis=-1)
+    high = np.concatenate([np.broadcast_to(p_total, p_min.shape), np.minimum(p_min, p_total)], axis=-1)
+    valid = np.concatenate([p_min <= p_total, p_min > 0], axis=-1)
     low = np.where(valid, low, 0.0)
     high = np.where(valid, high, 0.0)
     return _Options(
         trials=trials,
         gain=gain,
-        log_beta=np.broadcast_to(np.log(beta)[:, None], shape).copy(),
+        log_beta=np.broadcast_to(np.log(beta)[..., None], shape).copy(),
         constant=constant,
-        price=np.broadcast_to(np.concatenate([price, price])[None, :], shape).copy(),
+        price=np.broadcast_to(np.concatenate([price, price]), shape).copy(),
         low=low,
         high=high,
         valid=valid,
@@ -232,15 +249,20 @@ def _value(table: BerTable, gain, log_beta, constant, price, power):
     return constant - gain * table.ber(y) - price * power
 
 
-def _split(table: BerTable, opt: dict, p_total: float):
-    """Exact power split for a batch of option combinations (arrays of shape (C, Q))."""
+def _split(table: BerTable, opt: dict, p_total):
+    """Exact power split for a batch of option combinations (arrays of shape (C, Q)).
+
+    ``p_total`` is one budget for all rows or one per row (shape (C,)).
+    """
     gain, log_beta, price, low, high = opt["gain"], opt["log_beta"], opt["price"], opt["low"], opt["high"]
+    p_total = np.broadcast_to(np.asarray(p_total, dtype=float), (gain.shape[0],))
     power = _response(table, gain, log_beta, price, low, high, 0.0)
     over = power.sum(axis=1) > p_total
     if np.any(over):
         sub = {k: v[over] for k, v in opt.items()}
+        budget = p_total[over]
         # bracket: at shadow price `hi` every user sits at (or within 1e-12 P_total of) its lower bound
-        floor = np.maximum(sub["low"], 1e-12 * p_total)
+        floor = np.maximum(sub["low"], 1e-12 * budget[:, None])
         with np.errstate(divide="ignore", invalid="ignore"):
             marginal_at_floor = sub["gain"] * np.exp(sub["log_beta"] + np.interp(np.log(floor) + sub["log_beta"], table.y, table.log_marginal))
         hi = np.maximum(np.nanmax(np.where(np.isfinite(marginal_at_floor), marginal_at_floor, 0.0), axis=1), 1e-300) * 2.0 + 1.0
@@ -248,7 +270,7 @@ def _split(table: BerTable, opt: dict, p_total: float):
         for _ in range(_BISECTION_STEPS):
             mid = np.sqrt(lo * hi)  # geometric bisection: lambda spans many decades
             p = _response(table, sub["gain"], sub["log_beta"], sub["price"], sub["low"], sub["high"], mid[:, None])
-            too_much = p.sum(axis=1) > p_total
+            too_much = p.sum(axis=1) > budget
             lo = np.where(too_much, mid, lo)
             hi = np.where(too_much, hi, mid)
         power[over] = _response(table, sub["gain"], sub["log_beta"], sub["price"], sub["low"], sub["high"], hi[:, None])
@@ -438,6 +460,102 @@ def oracle_allocation(
     )
 
 
-def oracle_allocations(config: ProvisioningConfig, states, **kwargs) -> list[OracleResult]:
-    """:func:`oracle_allocation` for each state of ``states``."""
-    return [oracle_allocation(config, state, **kwargs) for state in states]
+def _batch_shadow_prices(table: BerTable, options: _Options, p_total: np.ndarray) -> np.ndarray:
+    """:func:`_best_shadow_price` for a batch of states (options of shape (S, Q, O))."""
+    expand = lambda a: a[:, None]  # (S, 1, Q, O)
+    opts = _Options(*(expand(getattr(options, f)) for f in _Options.__dataclass_fields__))
+    grid = np.broadcast_to(np.concatenate([[0.0], np.geomspace(1e-6, 1e6, 31)]), (len(p_total), 32))
+    for _ in range(2):
+        lam = grid[:, :, None, None]
+        power = _response(table, opts.gain, opts.log_beta, opts.price, opts.low, opts.high, lam)
+        value = _value(table, opts.gain, opts.log_beta, opts.constant, opts.price, power)
+        terms = np.where(opts.valid, value - lam * power, -np.inf)
+        dual = terms.max(axis=3).sum(axis=2) + grid * p_total[:, None]
+        k = np.argmin(dual, axis=1)
+        rows = np.arange(len(k))
+        best = grid[rows, k]
+        low = grid[rows, np.maximum(k - 1, 0)]
+        high = grid[rows, np.minimum(k + 1, grid.shape[1] - 1)]
+        fraction = np.linspace(0.0, 1.0, 17)[None, :]
+        refined = np.exp(np.log(np.maximum(low, 1e-12))[:, None] * (1 - fraction) + np.log(np.maximum(high, 1e-12))[:, None] * fraction)
+        grid = np.concatenate([np.zeros((len(k), 1)), refined], axis=1)
+        grid = np.where((best == 0.0)[:, None], 0.0, grid)
+    return best
+
+
+def _enumerate_batch(config: ProvisioningConfig, options: _Options, p_total: np.ndarray, table: BerTable, top: int = 32):
+    """Branch-and-bound for a batch of states: solve the ``top`` best-bounded combinations of
+    every state at once; a state is certified when its best value reaches the bound of its
+    first unsolved combination (otherwise the caller falls back to :func:`_enumerate`)."""
+    s_count, q, o = options.gain.shape
+    shadow = _batch_shadow_prices(table, options, p_total)
+    lam = shadow[:, None, None]
+    power0 = _response(table, options.gain, options.log_beta, options.price, options.low, options.high, lam)
+    value0 = _value(table, options.gain, options.log_beta, options.constant, options.price, power0)
+    bound = np.where(options.valid, value0 - lam * power0, -np.inf)  # (S, Q, O)
+    combos = np.stack(np.meshgrid(*([np.arange(o)] * q), indexing="ij"), axis=-1).reshape(-1, q)  # (C, Q)
+    combo_bound = bound[:, np.arange(q)[None, :], combos].sum(axis=2) + (shadow * p_total)[:, None]  # (S, C)
+    top = min(top, combos.shape[0] - 1)
+    part = np.argpartition(-combo_bound, top, axis=1)[:, : top + 1]
+    order = np.argsort(-np.take_along_axis(combo_bound, part, axis=1), axis=1)
+    part = np.take_along_axis(part, order, axis=1)
+    threshold = np.take_along_axis(combo_bound, part[:, top:], axis=1)[:, 0]
+    chosen = combos[part[:, :top]]  # (S, K, Q)
+    s_idx = np.arange(s_count)[:, None, None]
+    q_idx = np.arange(q)[None, None, :]
+    gathered = {f: getattr(options, f)[s_idx, q_idx, chosen] for f in ("gain", "log_beta", "price", "low", "high", "constant", "trials", "valid")}
+    budget = np.broadcast_to(p_total[:, None], (s_count, top))
+    feasible = gathered["valid"].all(axis=2) & (gathered["low"].sum(axis=2) <= budget * (1 + 1e-12))
+    flat = {f: gathered[f].reshape(s_count * top, q) for f in ("gain", "log_beta", "price", "low", "high")}
+    flat["low"] = np.where(feasible.reshape(-1, 1), flat["low"], 0.0)
+    power = _split(table, flat, budget.reshape(-1)).reshape(s_count, top, q)
+    value = _value(table, gathered["gain"], gathered["log_beta"], gathered["constant"], gathered["price"], power).sum(axis=2)
+    value = np.where(feasible, value, -np.inf)
+    k = np.argmax(value, axis=1)
+    rows = np.arange(s_count)
+    best_value = value[rows, k]
+    certified = best_value >= threshold - 1e-12
+    return gathered["trials"][rows, k], power[rows, k], best_value, certified
+
+
+def oracle_allocations(
+    config: ProvisioningConfig,
+    states,
+    *,
+    quality_model: QualityModel | None = None,
+    method: str = "auto",
+    batch_size: int = 256,
+) -> list[OracleResult]:
+    """:func:`oracle_allocation` for each state of ``states``, vectorised over states.
+
+    For the enumeration method the states are processed in batches: the best-bounded option
+    combinations of every state are solved together, and any state whose optimum is not
+    certified by the batch step (its best value below the bound of its first unsolved
+    combination) is solved again by :func:`oracle_allocation`. Results equal the per-state
+    ones.
+    """
+    states = list(states)
+    quality_model = config.quality if quality_model is None else quality_model
+    full = (2 * config.max_trials) ** config.num_users
+    if method == "dual" or (method == "auto" and full > 20_000) or not states:
+        return [oracle_allocation(config, s, quality_model=quality_model, method=method) for s in states]
+    table = _table(config.channel)
+    results: list[OracleResult] = []
+    for start in range(0, len(states), batch_size):
+        batch = states[start : start + batch_size]
+        difficulty = np.stack([s.difficulty for s in batch])
+        beta = np.stack([s.mean_snr_per_watt(config) for s in batch])
+        thresholds = np.stack([s.quality_threshold for s in batch])
+        p_total = np.array([s.p_total_w for s in batch])
+        options = _options_arrays(config, quality_model, table, difficulty, beta, thresholds, p_total)
+        trials, power, _, certified = _enumerate_batch(config, options, p_total, table)
+        for i, state in enumerate(batch):
+            if not certified[i]:
+                results.append(oracle_allocation(config, state, quality_model=quality_model, method="enumeration"))
+                continue
+            outcome = evaluate_allocation(config, state, trials[i], power[i], quality_model=quality_model)
+            results.append(OracleResult(
+                trials=trials[i].astype(np.int64), power=power[i].copy(), utility=float(outcome.reward),
+                upper_bound=float(outcome.reward), exact=True, method="enumeration",
+            ))
+    return results

@@ -167,3 +167,16 @@ def test_measured_quality_model_is_used_by_the_oracle():
         result = oracle_allocation(CONFIG, state, quality_model=measured)
         assert result.utility == pytest.approx(env.expected_utility(state, result.trials, result.power), rel=1e-12)
         assert result.utility >= env.expected_utility(state, *StaticPolicy(CONFIG).allocate(state)) - 1e-9
+
+
+@pytest.mark.parametrize("config", [CONFIG, tiny_config(), variant(**{"objective__min_qoe": [5.0, 0.0]})], ids=["default", "tiny", "floor"])
+def test_batched_oracle_equals_per_state_oracle(config):
+    from provisioning.oracle import oracle_allocations
+
+    states = sample_states(config, 120, seed=33)
+    batched = oracle_allocations(config, states, batch_size=50)
+    for state, result in zip(states, batched):
+        single = oracle_allocation(config, state)
+        assert result.exact and result.method == "enumeration"
+        assert result.utility == pytest.approx(single.utility, rel=1e-9, abs=1e-9)
+        assert result.utility == pytest.approx(ProvisioningEnv(config).expected_utility(state, result.trials, result.power), rel=1e-12)
