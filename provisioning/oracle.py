@@ -22,8 +22,10 @@ a separable concave maximisation under one linear budget, solved exactly by its 
 ``P_i(lambda) = clip(P*_i(lambda), lo_i, hi_i)`` with ``A kappa beta |H'(beta P*)| = eta_c N + lambda``
 and ``lambda >= 0`` found by bisection so that the budget holds (water-filling). The oracle
 enumerates every combination of options (``(2 N_max)^Q``; 4,096 for the 3-user scenario),
-visiting them in decreasing order of an upper bound (each user's stand-alone optimum) and
+visiting them in decreasing order of a Lagrangian upper bound (``sum_i max_P [v_i - lambda P]
++ lambda P_total`` for a near-dual-optimal ``lambda``, valid for any ``lambda >= 0``) and
 stopping when no remaining combination can beat the best found, so the maximum is global.
+:func:`oracle_allocations` does the same for many states at once (vectorised over states).
 
 Numerics: ``H`` and ``H'`` are tabulated once per channel on a 0.002-wide grid of ``ln(mean SNR)``
 from exact values (:func:`provisioning.channel.expected_ber` and its exact derivative) and read
