@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -63,12 +64,16 @@ def run(args: argparse.Namespace) -> int:
         from market.atomic import atomic_write_json
 
         atomic_write_json(args.out, data)
-    if args.json:
-        print(json.dumps(data, indent=2, allow_nan=False))
-    elif not args.quiet:
-        print(format_result(result))
-        if args.out:
-            print(f"result written to {args.out}")
+    try:
+        if args.json:
+            print(json.dumps(data, indent=2, allow_nan=False))
+        elif not args.quiet:
+            print(format_result(result))
+            if args.out:
+                print(f"result written to {args.out}")
+        sys.stdout.flush()
+    except BrokenPipeError:  # e.g. `incentive solve ... | head`: the result file is already written
+        sys.stdout = open(os.devnull, "w")
     return 0 if result.status == "converged" else 1
 
 

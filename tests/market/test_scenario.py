@@ -21,7 +21,7 @@ from market.model import Market
 from market.scenario import Scenario, load_scenario, write_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ["default", "small", "medium", "large"]
+SHIPPED = ["default", "small", "medium", "large", "variants"]
 
 
 def base_doc() -> dict:
