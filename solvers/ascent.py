@@ -33,6 +33,7 @@ from typing import Callable
 
 import numpy as np
 
+from market.errors import UserError
 from market.model import Market
 from solvers.certificate import golden_max
 
@@ -53,9 +54,12 @@ def initial_point(market: Market, initial_rewards=None) -> np.ndarray:
     """The starting rewards: ``initial_rewards`` projected on the box, else the box midpoints."""
     if initial_rewards is None:
         return 0.5 * (market.reward_min + market.reward_max)
-    r = np.asarray(initial_rewards, dtype=float)
+    try:
+        r = np.asarray(initial_rewards, dtype=float)
+    except (TypeError, ValueError):
+        raise UserError(f"initial_rewards must be {market.n_mus} finite numbers") from None
     if r.shape != (market.n_mus,) or not np.all(np.isfinite(r)):
-        raise ValueError(f"initial_rewards must be {market.n_mus} finite numbers")
+        raise UserError(f"initial_rewards must be {market.n_mus} finite numbers, got shape {r.shape}")
     return market.clip_rewards(r)
 
 
