@@ -29,6 +29,12 @@ ASP "pair" serves two identical MUs "b", "c"; both capacities always bind.
     pi^b = (2 sqrt(5e5) / 5e6)^2 = 8e-8, Q = 0.6, U = (7 - 1) 0.6 = 3.6.
     U_m is concave in r_m (Q increasing and concave), so these first-order points are each
     MU's best response: r = (1, 1, 1) is an equilibrium.
+
+Checked symbolically with sympy (in a throwaway environment; sympy is not a dependency):
+solo: the only root of dU/dr = 0 is r = 1, U''(1) = -5/4, Q(1) = 1/2, U(1) = 1;
+pair (own reward r, other r_o, symmetric FOC): the only root is r = 1, U''(1) = -11/10,
+Q = 3/5, U = 18/5; thresholds C sqrt(k) = 1 and 500 against sqrt(x) = 1 and 707.1;
+prices (2 sqrt(x) / C)^2 = 1/25 and 1/12,500,000 = 8e-8.
 """
 from __future__ import annotations
 
