@@ -7,8 +7,9 @@ baselines for the same budget of environment steps and the same seeds, evaluate 
 - ``curves.csv``: agent, seed, step, validation fraction of the oracle and mean utility
   (learning curves, Fig. 14 left);
 - ``converged.csv``: one row per policy and seed on the held-out test states (Fig. 14 right);
-- ``decisions.csv``: trials and power share per user of each policy in one held-out state
-  (Fig. 15);
+- ``decisions.csv``: trials and power share per user of each policy in the paper's Fig. 15
+  example state (``provisioning.state.paper_example_state``; the first held-out state for
+  scenarios with another number of users);
 - ``summary.json``: per-policy spread over seeds, and D3PG's relative improvement over SAC and
   PPO in utility and in QoE (the paper's +67.8% / +7.0% claims).
 
@@ -134,8 +135,17 @@ def run_comparison(
         for i, ev in enumerate(evs):
             converged_rows.append([name, i, ev.fraction_of_oracle, ev.mean_utility, ev.mean_qoe, ev.mean_cost, ev.mean_trials])
 
-    # Fig. 15: the decisions of each policy in one held-out state
+    # Fig. 15: the decisions of each policy in the paper's example state (3 users), else in
+    # the first held-out state
     state = states[0]
+    try:
+        from provisioning.state import paper_example_state
+
+        example = paper_example_state()
+        if example.num_users == env.num_users:
+            state = example
+    except ImportError:  # pragma: no cover - older provisioning.state
+        pass
     decision_rows = []
     from provisioning.oracle import oracle_allocation
     from provisioning.scenario import load_provisioning_scenario

@@ -244,9 +244,10 @@ def _prepare_run_dir(run_dir: Path, config: TrainConfig, learner_config: dict, r
                 raise UserError(
                     f"{run_dir}/train_config.json: field '{key}' is {saved.get(key)!r}, this run asks for {mine.get(key)!r}"
                 )
-        if saved.get("total_steps") != config.total_steps:
-            atomic_write_json(run_dir / "train_config.json", mine)  # extending/shortening a run is allowed
-        return _read_json(progress_path)
+        progress = _read_json(progress_path)
+        if saved.get("total_steps") != config.total_steps and not progress.get("finished"):
+            atomic_write_json(run_dir / "train_config.json", mine)  # extending/shortening an unfinished run
+        return progress
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir / "train_config.json", asdict(config))
     name = "d3pg_config.json" if config.agent == "d3pg" else "sb3_config.json"
@@ -343,8 +344,13 @@ def train(
         if learner_config.algorithm != config.agent:
             raise UserError(f"sb3_config.algorithm {learner_config.algorithm!r} does not match agent {config.agent!r}")
     saved = _prepare_run_dir(run_dir, config, learner_config.to_dict(), resume)
-    if saved is not None and saved.get("finished") and saved.get("steps_done", 0) >= config.total_steps:
-        return _result_from_progress(run_dir, config, saved)
+    if saved is not None and saved.get("finished"):
+        if saved.get("steps_done", 0) >= config.total_steps:
+            return _result_from_progress(run_dir, config, saved)
+        raise UserError(
+            f"{run_dir}: this run finished at {saved.get('steps_done')} steps and cannot be extended to "
+            f"{config.total_steps} (its checkpoints were removed); train into another --out"
+        )
     if saved is not None:
         # the learner config of the original run wins on resume
         name = "d3pg_config.json" if config.agent == "d3pg" else "sb3_config.json"

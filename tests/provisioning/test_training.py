@@ -132,3 +132,9 @@ def test_d3pg_beats_random_on_the_toy_bandit(tmp_path):
     learned = result.curve[-1]["fraction_of_oracle"]
     assert learned > random_eval.fraction_of_oracle + 0.3
     assert learned > 0.9
+
+
+def test_finished_run_cannot_be_silently_extended(tmp_path):
+    _run(tmp_path, "run", steps=40)
+    with pytest.raises(UserError, match="cannot be extended"):
+        _run(tmp_path, "run", steps=80, resume=True)
