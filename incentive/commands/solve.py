@@ -21,10 +21,10 @@ def register(subparsers) -> None:
     """Add the ``solve`` parser."""
     p = subparsers.add_parser("solve", help="solve a market scenario and certify the equilibrium",
                               description="Solve a market scenario and certify the equilibrium.")
-    p.add_argument("scenario", help="scenario TOML file (see docs/market.md)")
+    p.add_argument("scenario", nargs="?", help="scenario TOML file (see docs/market.md)")
     p.add_argument("--solver", default=None,
                    help="solver name (default: the scenario's [market] solver, normally dual-perturbation); "
-                        "see `incentive solve --list-solvers x`")
+                        "see `incentive solve --list-solvers`")
     p.add_argument("--out", default=None, help="write the result JSON here (atomically)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors (and --json output)")
     p.add_argument("--json", action="store_true", help="print the result JSON to stdout instead of the table")
@@ -44,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
         for name, spec in sorted(REGISTRY.items()):
             print(f"{name:28s} {spec.description}")
         return 0
+    if not args.scenario:
+        raise UserError("incentive solve: give a scenario file (e.g. scenarios/default.toml)")
     if args.tolerance is not None and not (0 < args.tolerance < 1):
         raise UserError(f"--tolerance must be in (0, 1), got {args.tolerance}")
     if args.max_iterations is not None and args.max_iterations < 1:
