@@ -350,8 +350,17 @@ def run_sweep(config: SweepConfig, out_dir: str | Path, *, executor: str = "proc
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()}
-    atomic_write_json(out / "config.json", cfg)
     rows_path = out / "rows.jsonl"
+    if (out / "config.json").exists() and rows_path.exists():
+        try:
+            old = json.loads((out / "config.json").read_text())
+        except json.JSONDecodeError:
+            old = None
+        same = old is not None and all(old.get(k) == cfg[k] for k in cfg if k not in ("values", "seeds"))
+        if not same:
+            raise UserError(f"{out} holds rows of a different sweep (config.json differs in more than "
+                            "values/seeds); choose another --out or delete that folder")
+    atomic_write_json(out / "config.json", cfg)
     rows = []
     if rows_path.exists():
         for line in rows_path.read_text().splitlines():

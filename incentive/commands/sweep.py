@@ -43,6 +43,14 @@ def run(args) -> int:
         values = tuple(int(v) for v in values)
     if args.asps < 1 or args.mus < 1:
         raise UserError("--asps and --mus must be >= 1")
+    if any(seed < 0 for seed in args.seeds):
+        raise UserError("--seeds must be >= 0")
+    if args.axis == "capacity" and any(not v > 0 for v in values):
+        raise UserError("--values for --axis capacity must be > 0 (a scale of the capacities)")
+    if args.axis == "weight_spread" and any(not 0 <= v <= 1 for v in values):
+        raise UserError("--values for --axis weight_spread must lie in [0, 1]")
+    if args.workers < 1:
+        raise UserError("--workers must be >= 1")
     config = study.SweepConfig(axis=args.axis, values=values, seeds=tuple(args.seeds), n_asps=args.asps,
                                n_mus=args.mus, solver=args.solver)
 

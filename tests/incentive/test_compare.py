@@ -62,3 +62,22 @@ def test_sweep_runs_resumes_and_plots(tmp_path, capsys):
 def test_sweep_rejects_fractional_mus(tmp_path, capsys):
     assert main(["sweep", "--axis", "mus", "--values", "2.5", "--out", str(tmp_path / "s")]) == 2
     assert "whole numbers" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--axis", "capacity", "--values", "0"], "capacity must be > 0"),
+    (["--axis", "weight_spread", "--values", "1.5"], "[0, 1]"),
+    (["--seeds", "-1"], "seeds must be >= 0"),
+])
+def test_sweep_rejects_bad_grids(tmp_path, capsys, args, needle):
+    assert main(["sweep", *args, "--out", str(tmp_path / "s")]) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_sweep_refuses_to_mix_configs(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    base = ["sweep", "--axis", "capacity", "--values", "1", "--seeds", "0", "--asps", "1", "--out", str(out),
+            "--executor", "serial"]
+    assert main(base + ["--mus", "3"]) == 0
+    assert main(base + ["--mus", "4"]) == 2
+    assert "different sweep" in capsys.readouterr().err
