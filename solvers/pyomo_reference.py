@@ -35,7 +35,11 @@ Ipopt: the ``ipopt`` executable is found on ``PATH``, in ``sys.prefix/bin`` (whe
 ``.ci/build_ipopt.sh`` installs it; ``python -m pytest`` does not put the venv on
 ``PATH``), or from the ``IPOPT_EXECUTABLE`` environment variable. When none is found,
 :func:`solve` raises :class:`IpoptUnavailableError` (a :class:`market.errors.UserError`)
-saying how to build it.
+saying how to build it. Debugging: ``PYOMO_REF_DEBUG=1`` prints every Ipopt termination
+condition, ``PYOMO_REF_TEE=1`` Ipopt's own log.
+
+Test: ``tests/solvers/test_pyomo_reference.py``; speed: ``bench/bench_pyomo.py``; the
+formulation in full: ``docs/mechanisms.md``.
 
 May import: numpy, pyomo (lazily, inside functions), ``market`` and ``solvers``.
 """
@@ -290,13 +294,21 @@ class _Ipopt:
 
     def ladder(self, model, ladder) -> bool:
         """Solve the relaxed model for each ``eps`` in ``ladder``; True if the last is optimal."""
+        from pyomo.common.errors import ApplicationError
         from pyomo.opt import SolverStatus, TerminationCondition
 
         ok = False
         for eps in ladder:
             model.mpec_bound.set_value(eps)
             t0 = time.perf_counter()
-            result = self.solver.solve(model, load_solutions=False, tee=bool(os.environ.get("PYOMO_REF_TEE")))
+            try:
+                result = self.solver.solve(model, load_solutions=False, tee=bool(os.environ.get("PYOMO_REF_TEE")))
+            except (ApplicationError, ValueError) as exc:  # ipopt crashed or returned no solution file
+                self.seconds += time.perf_counter() - t0
+                self.solves += 1
+                if os.environ.get("PYOMO_REF_DEBUG"):
+                    print("ipopt", eps, "failed:", exc, file=sys.stderr)
+                return False
             self.seconds += time.perf_counter() - t0
             self.solves += 1
             cond = result.solver.termination_condition
@@ -560,7 +572,10 @@ def reference_rewards(market, *, config: PyomoReferenceConfig | None = None,
     if initial_rewards is None:
         start = 0.5 * (market.reward_min + market.reward_max)
     else:
-        start = market.clip_rewards(np.asarray(initial_rewards, dtype=float))
+        start = np.asarray(initial_rewards, dtype=float)
+        if start.shape != (market.n_mus,) or not np.all(np.isfinite(start)):
+            raise ValueError(f"initial_rewards must be {market.n_mus} finite numbers")
+        start = market.clip_rewards(start)
     rewards = start.copy()
     run = ReferenceRun(rewards=rewards)
     per_asp_traj: dict[int, list] = {}
