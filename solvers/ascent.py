@@ -10,8 +10,9 @@ MU's own slope and curvature (by perturbation in ``solvers.dual_perturbation``, 
   independent), so the turn "the k-th MU of every ASP" is exactly sequential Gauss-Seidel,
   vectorised; a round is a sweep over all turns;
 * ``"auto"`` (default): Jacobi while the largest predicted gain keeps falling; once it
-  stalls (its minimum over the last 12 rounds is not half that of the 12 before) switch to
-  Gauss-Seidel. Jacobi can cycle where an
+  stalls (its minimum over the last 12 rounds is not half that of the 12 before) or cycles
+  with period 2, switch to Gauss-Seidel. From a warm start (``initial_rewards``), which is
+  presumably near an equilibrium where Jacobi could cycle, "auto" runs Gauss-Seidel. Jacobi can cycle where an
   ASP's capacity sits exactly at its kink (all its MUs cross the kink together);
   Gauss-Seidel cannot, since only one MU per ASP moves at a time.
 
@@ -140,6 +141,15 @@ def _clip_at_kinks(r, step, kinks):
     return step
 
 
+def _cycling(history: list) -> bool:
+    """A period-2 cycle of the largest predicted gain (Jacobi bouncing across a kink)."""
+    if len(history) < 4:
+        return False
+    h = history[-4:]
+    return (abs(h[3] - h[1]) <= 1e-3 * abs(h[3]) and abs(h[2] - h[0]) <= 1e-3 * abs(h[2])
+            and abs(h[3] - h[2]) > 1e-2 * max(abs(h[3]), abs(h[2])))
+
+
 def run_rounds(market: Market, estimate: Estimator, evaluate: Evaluator, *, tolerance: float,
                max_iterations: int, initial_rewards=None, schedule: str = "auto", damping: float = 1.0,
                delta: float | None = None, progress=None) -> Rounds:
@@ -169,7 +179,7 @@ def run_rounds(market: Market, estimate: Estimator, evaluate: Evaluator, *, tole
     everyone = np.arange(market.n_mus)
     ranks = mu_ranks(market)
     turns_gs = [np.flatnonzero(ranks == k) for k in range(int(ranks.max(initial=-1)) + 1)]
-    mode = "jacobi" if schedule in ("auto", "jacobi") else "gauss-seidel"
+    mode = "jacobi" if schedule == "jacobi" or (schedule == "auto" and initial_rewards is None) else "gauss-seidel"
     used = [mode]
     history, calm, evaluations, status, it = [], 0, 0, "max_iterations", 0
     for it in range(1, max_iterations + 1):
@@ -250,8 +260,9 @@ def run_rounds(market: Market, estimate: Estimator, evaluate: Evaluator, *, tole
                 and (schedule != "auto" or mode == "gauss-seidel"):
             status = "stalled"
             break
-        if (schedule == "auto" and mode == "jacobi" and len(history) >= 2 * SWITCH_ROUNDS
-                and min(history[-SWITCH_ROUNDS:]) > 0.5 * min(history[-2 * SWITCH_ROUNDS:-SWITCH_ROUNDS])):
+        if schedule == "auto" and mode == "jacobi" and (_cycling(history) or (
+                len(history) >= 2 * SWITCH_ROUNDS
+                and min(history[-SWITCH_ROUNDS:]) > 0.5 * min(history[-2 * SWITCH_ROUNDS:-SWITCH_ROUNDS]))):
             mode = "gauss-seidel"
             used.append(mode)
             trust = 0.5 * width
