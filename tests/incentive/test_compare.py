@@ -81,3 +81,19 @@ def test_sweep_refuses_to_mix_configs(tmp_path, capsys):
     assert main(base + ["--mus", "3"]) == 0
     assert main(base + ["--mus", "4"]) == 2
     assert "different sweep" in capsys.readouterr().err
+
+
+@pytest.mark.ipopt
+def test_compare_records_the_pyomo_trajectory(tmp_path):
+    from solvers.pyomo_reference import ipopt_unavailable_reason
+
+    reason = ipopt_unavailable_reason()
+    if reason:
+        pytest.skip(f"Pyomo reference unavailable: {reason}")
+    scn = write_scenario(generate_scenario(1, 3, 2, name="traj-1x3"), tmp_path / "t.toml")
+    out = tmp_path / "cmp"
+    assert main(["compare", str(scn), "--out", str(out)]) == 0
+    data = json.loads((out / "comparison.json").read_text())
+    rounds = data["trajectory"]["pyomo"]
+    assert len(rounds) >= 2 and all(len(r) == 3 for r in rounds)
+    assert data["trajectory"]["pyomo_status"] == "converged"
