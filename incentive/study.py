@@ -270,6 +270,9 @@ SWEEP_AXES = {
     "capacity": "capacity scale (x the scenario's compute and bandwidth capacities)",
     "weight_spread": "spread of personal weights (0 = everyone (1/3, 1/3, 1/3), 1 = as drawn)",
 }
+#: Short x-axis labels with units.
+AXIS_LABELS = {"mus": "number of MUs", "capacity": "capacity scale [x scenario]",
+               "weight_spread": "weight spread [0 = all (1/3,1/3,1/3), 1 = drawn]"}
 #: Default grid per axis.
 DEFAULT_VALUES = {"mus": (6, 12, 24, 48), "capacity": (0.25, 0.5, 1.0, 2.0, 4.0),
                   "weight_spread": (0.0, 0.25, 0.5, 0.75, 1.0)}
@@ -455,7 +458,7 @@ def plot_sweep(rows: list[dict], axis: str) -> bytes:
                     color=colors(i % 10), label=mech)
             ax.fill_between(xs, mean - std, mean + std, color=colors(i % 10), alpha=0.12)
         unit = METRICS[key][0]
-        ax.set_xlabel(SWEEP_AXES[axis])
+        ax.set_xlabel(AXIS_LABELS[axis])
         ax.set_ylabel(f"{key.replace('_', ' ')} [{unit}]")
         ax.set_title(METRICS[key][1] if len(METRICS[key][1]) < 48 else key.replace("_", " "), fontsize=10)
         if axis == "capacity":
