@@ -18,6 +18,7 @@ MU's own slope and curvature (by perturbation in ``solvers.dual_perturbation``, 
 
 Trust region per MU: a step is clipped to the trust radius, which drops to half the last
 move when the MU's step changes direction and doubles otherwise (at most half its box).
+An MU whose predicted gain is already below the stopping threshold does not move.
 Stopping: when, for two rounds in a row, every MU's predicted gain of its full projected
 Newton step (local quadratic model, ignoring the trust radius) is below a tenth of the
 tolerance relative to its utility scale (or below a rigorous bound the estimator gives,
@@ -198,7 +199,14 @@ def run_rounds(market: Market, estimate: Estimator, evaluate: Evaluator, *, tole
             step = _clip_at_kinks(ri, step, est.kinks)
             step = np.where(finite, step, tr)  # a missed QoE floor: raise the reward
             stationary = est.stationary if est.stationary is not None else np.zeros(idx.size, bool)
-            step = np.where(stationary, 0.0, step)
+            gain = np.where(finite, predicted_gain(ri, slope, curv, lo_i, hi_i), np.inf)
+            gain = np.where(stationary, 0.0, gain)
+            if est.gain_bound is not None:
+                gain = np.minimum(gain, est.gain_bound)
+            # an MU already within the stopping threshold stays put: at a kink equilibrium a
+            # needless small move would unsettle the other MUs of its ASP
+            settled = gain <= CALM_FRACTION * tolerance * scale[idx]
+            step = np.where(stationary | settled, 0.0, step)
             step = np.clip(ri + step, lo_i, hi_i) - ri
             # Armijo backtracking on the MU's own utility (others at the current profile)
             check = (step != 0) & finite
@@ -234,10 +242,6 @@ def run_rounds(market: Market, estimate: Estimator, evaluate: Evaluator, *, tole
                 evaluations += LINE_SEARCH_ITERATIONS + 2
                 step[seg] = np.where(value > accepted_value[seg], best, step[seg])
             new = ri + step
-            gain = np.where(finite, predicted_gain(ri, slope, curv, lo_i, hi_i), np.inf)
-            gain = np.where(stationary, 0.0, gain)
-            if est.gain_bound is not None:
-                gain = np.minimum(gain, est.gain_bound)
             worst = max(worst, float(np.max(gain / scale[idx], initial=0.0)))
             flipped = step * last_move[idx] < 0
             trust[idx] = np.where(flipped, np.maximum(0.5 * np.abs(last_move[idx]), pert_min[idx]),
