@@ -490,7 +490,8 @@ class UserMeasurement:
     bits_flipped : int
         Bits the channel flipped over all requests.
     compute_s : float
-        Compute work per request at unit compute, seconds: wall-clock of the batches / requests.
+        Compute work per request at unit compute, seconds: compute time of the batches / requests
+        (CPU time on the CPU, synchronised wall-clock on CUDA).
     compute_ci95 : (float, float)
         Bootstrap 95% interval of ``compute_s`` over the batches.
     seconds_per_token : float
@@ -528,9 +529,11 @@ def measure_user(model, evaluator, *, trials: int, ber: float, samples: int, see
     batch), each image is quantised to 8 bits and its bits flipped at ``ber``
     (``provisioning.backend.channel.transmit_images``), the scorer picks the best of a request's
     trials and the judge decides (``provisioning.backend.evaluator``). Compute work per request is
-    the batch's wall-clock divided by its requests: a server generates a user's requests
+    the batch's compute time divided by its requests: a server generates a user's requests
     together, and the market converts this work (seconds at unit compute) into latency by
-    dividing by the user's compute share. Written here rather than calling
+    dividing by the user's compute share. On the CPU the compute time is this process's CPU
+    time (``time.process_time``; the pipeline runs torch single-threaded), so other load on a
+    shared machine does not enter the measurement; on CUDA it is the synchronised wall-clock. Written here rather than calling
     ``provisioning.backend.measure`` (one request per call) because batching makes the run
     several times faster on a CPU.
     """
@@ -549,7 +552,10 @@ def measure_user(model, evaluator, *, trials: int, ber: float, samples: int, see
     for b, start in enumerate(range(0, samples, per_batch)):
         requests = np.arange(start, min(samples, start + per_batch))
         labels = np.repeat(requests % classes, trials)
+        cpu_started = time.process_time()
         images, seconds = generate(model, labels, steps, seed_of(seed, 10, b))
+        if not str(model.device).startswith("cuda"):
+            seconds = time.process_time() - cpu_started  # CPU seconds: the work, whatever else runs
         times.append(seconds / len(requests))
         sizes.append(len(requests))
         rx = transmit_images(images, float(ber), rng=np.random.default_rng(seed_of(seed, 11, b)))
@@ -680,6 +686,21 @@ def decide_slot(cfg, state, method: str, policy, best_of_k: int | None, pad_to: 
     return out
 
 
+def trials_shift(weight_timeliness: float, trials: int, market_latency_s, deadline_s: float) -> float | None:
+    """QoE the market's one-generation model leaves out when a user gets ``N`` trials.
+
+    ``N`` trials take ``N`` times the compute and send ``N`` outputs, so the latency is about
+    ``N t_m`` instead of the modelled ``t_m``: the timeliness term drops by
+    ``w^T (N - 1) t_m / T_m``. Computed from the market's own figures (no measurement); the report
+    shows the gap, this predicted shift and the residual.
+    """
+    if weight_timeliness == 0:
+        return 0.0
+    if market_latency_s is None or not math.isfinite(float(market_latency_s)):
+        return None
+    return -float(weight_timeliness) * (int(trials) - 1) * float(market_latency_s) / float(deadline_s)
+
+
 def measured_qoe(weights: tuple, accuracy: float, tokens: float, tokens_requested: float, latency_s: float,
                  deadline_s: float) -> dict:
     """The market's QoE formula on measured accuracy, tokens and latency (parts and total)."""
@@ -759,7 +780,7 @@ def run_pipeline(scenario_path: str | Path, out_dir: str | Path, config: Pipelin
 
         import torch
 
-        torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
+        torch.set_num_threads(1)  # CPU seconds then measure the work (see measure_user)
         from provisioning.backend.evaluator import load_evaluator
         from provisioning.backend.models import load_model
 
@@ -937,7 +958,10 @@ def run_pipeline(scenario_path: str | Path, out_dir: str | Path, config: Pipelin
                 "measured": {**meas, "qoe_ci95": [q_lo, q_hi], "payment": reward * meas["qoe"],
                              "utility": (theta - reward) * meas["qoe"]},
                 "qoe_gap": (meas["qoe"] - row["qoe"]) if row["qoe"] is not None else None,
+                "trials_shift": trials_shift(w[2], int(prov["trials"]), row["latency_s"], float(mk.deadline_s[m])),
             })
+            gap, shift = users[-1]["qoe_gap"], users[-1]["trials_shift"]
+            users[-1]["qoe_gap_residual"] = (gap - shift) if gap is not None and shift is not None else None
         asps = []
         for n, row in enumerate(market_dict["asps"]):
             mine = [u for u in users if u["asp"] == row["name"]]
@@ -954,6 +978,8 @@ def run_pipeline(scenario_path: str | Path, out_dir: str | Path, config: Pipelin
             "users": len(users), "asps": len(asps), "slots": len(slots),
             "mean_abs_qoe_gap": _mean([abs(g) for g in gaps]), "max_abs_qoe_gap": _max_abs(gaps),
             "mean_qoe_gap": _mean(gaps),
+            "mean_abs_qoe_gap_residual": _mean([abs(u["qoe_gap_residual"]) for u in users if u["qoe_gap_residual"] is not None]),
+            "max_abs_qoe_gap_residual": _max_abs([u["qoe_gap_residual"] for u in users]),
             "mean_qoe_modelled": _mean([u["modelled"]["qoe"] for u in users]),
             "mean_qoe_measured": _mean([u["measured"]["qoe"] for u in users]),
             "d3pg_fraction_of_oracle_per_slot": fractions,

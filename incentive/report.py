@@ -57,6 +57,7 @@ USER_COLUMNS = [
     "accuracy_modelled", "accuracy_measured", "accuracy_ci_low", "accuracy_ci_high",
     "tokens_modelled", "tokens_measured", "latency_modelled_s", "latency_measured_s",
     "qoe_modelled", "qoe_measured", "qoe_measured_ci_low", "qoe_measured_ci_high", "qoe_gap",
+    "qoe_trials_shift", "qoe_gap_residual",
     "qoe_accuracy_modelled", "qoe_accuracy_measured", "qoe_tokens_modelled", "qoe_tokens_measured",
     "qoe_timeliness_modelled", "qoe_timeliness_measured",
     "payment_modelled", "payment_measured", "utility_modelled", "utility_measured",
@@ -76,6 +77,7 @@ def user_rows(users: list[dict]) -> list[list[Any]]:
             mo["accuracy"], me["accuracy"], me["accuracy_ci95"][0], me["accuracy_ci95"][1],
             mo["tokens"], me["tokens"], mo["latency_s"], _finite(me["latency_s"]),
             mo["qoe"], _finite(ms["qoe"]), _finite(ms["qoe_ci95"][0]), _finite(ms["qoe_ci95"][1]), _finite(u["qoe_gap"]),
+            _finite(u["trials_shift"]), _finite(u["qoe_gap_residual"]),
             mo["qoe_accuracy"], ms["qoe_accuracy"], mo["qoe_tokens"], ms["qoe_tokens"],
             mo["qoe_timeliness"], _finite(ms["qoe_timeliness"]),
             mo["payment"], _finite(ms["payment"]), mo["utility"], _finite(ms["utility"]),
@@ -165,8 +167,8 @@ def _plots(result, out: Path) -> list[str]:
     fig, ax = plt.subplots(figsize=(6.0, 4.5))
     colours = {}
     palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for u in users:
-        colours.setdefault(u["asp"], palette[len(colours) % len(palette)])
+    for asp in sorted({u["asp"] for u in users}):
+        colours.setdefault(asp, palette[len(colours) % len(palette)])
     for asp, colour in colours.items():
         mine = [u for u in users if u["asp"] == asp]
         r = [u["reward"] for u in mine]
@@ -230,6 +232,8 @@ def render_markdown(result, plots: list[str]) -> str:
             ["mean QoE modelled / measured", f"{_f(s['mean_qoe_modelled'])} / {_f(s['mean_qoe_measured'])}"],
             ["QoE gap (measured - modelled): mean, mean abs, max abs",
              f"{_f(s['mean_qoe_gap'], '+.3f')}, {_f(s['mean_abs_qoe_gap'])}, {_f(s['max_abs_qoe_gap'])}"],
+            ["gap left after the trials shift (mean abs, max abs)",
+             f"{_f(s['mean_abs_qoe_gap_residual'])}, {_f(s['max_abs_qoe_gap_residual'])}"],
             ["D3PG utility / oracle utility (all slots where it ran)", _f(s["d3pg_fraction_of_oracle_overall"])],
             ["time per stage (s)", ", ".join(f"{k[:-2]} {v:.1f}" for k, v in result.timings_s.items())],
         ]),
@@ -264,7 +268,10 @@ def render_markdown(result, plots: list[str]) -> str:
     lines += ["## Modelled vs measured QoE per user", "",
               "Modelled: the market's QoE at the equilibrium. Measured: the same formula with the backend's measured "
               "accuracy (judge, best of the user's trials, after the noisy link), tokens and latency "
-              "(compute seconds / allotted compute + transmission of every trial's bits at the allotted rate).", ""]
+              "(compute seconds at unit compute / allotted compute + transmission of every trial's bits at the allotted "
+              "rate). The market prices one generation; a user given N trials waits about N times as long, so its "
+              "timeliness drops by `w^T (N-1) t/T` (the *trials shift*, from the market's own figures); the "
+              "*residual* is the gap that shift does not explain.", ""]
     rows = []
     for u in result.users:
         me, mo, ms, p = u["measurement"], u["modelled"], u["measured"], u["provisioning"]
@@ -273,9 +280,10 @@ def render_markdown(result, plots: list[str]) -> str:
                      f"{_f(mo['tokens'], '.0f')} / {me['tokens']}",
                      f"{_f(mo['latency_s'], '.3g')} / {_f(me['latency_s'], '.3g')}",
                      _f(mo["qoe"]), f"{_f(ms['qoe'])} [{_f(ms['qoe_ci95'][0], '.2f')}, {_f(ms['qoe_ci95'][1], '.2f')}]",
-                     _f(u["qoe_gap"], "+.3f")])
+                     _f(u["qoe_gap"], "+.3f"), _f(u["trials_shift"], "+.3f"), _f(u["qoe_gap_residual"], "+.3f")])
     lines += [_table(["MU", "ASP", "trials", "BER", "accuracy model / measured [CI]", "tokens model / measured",
-                      "latency s model / measured", "QoE model", "QoE measured [CI]", "gap"], rows), "",
+                      "latency s model / measured", "QoE model", "QoE measured [CI]", "gap", "trials shift",
+                      "residual"], rows), "",
               "![modelled vs measured QoE](qoe_per_user.png)", "",
               "![reward vs QoE](reward_vs_qoe.png)", ""]
     lines += ["## Per ASP: resource use, payments, profit, QoE", ""]
