@@ -763,7 +763,7 @@ def run_pipeline(scenario_path: str | Path, out_dir: str | Path, config: Pipelin
     table = provisioning_table(scenario)
     base_cfg = base_provisioning_config(scenario)
     policy_file = None
-    if config.provision == "d3pg" or config.partial_slot == "pad":
+    if config.provision == "d3pg":
         policy_file = find_policy(config.policy_path, base_cfg.name)
     else:  # oracle provisioning: the policy, when shipped, is still scored against the oracle
         try:
@@ -844,7 +844,7 @@ def run_pipeline(scenario_path: str | Path, out_dir: str | Path, config: Pipelin
             for s, idx in enumerate(slot_indices(members, q)):
                 k = len(idx)
                 partial = k < q
-                pad = partial and config.partial_slot == "pad" and policy is not None
+                pad = partial and config.partial_slot == "pad" and config.provision == "d3pg" and policy is not None
                 method = "d3pg" if (config.provision == "d3pg" and (not partial or pad)) else "oracle"
                 users = list(idx) + ([idx[-1]] * (q - k) if pad else [])
                 weights = normalised_weights(result.rewards[idx])

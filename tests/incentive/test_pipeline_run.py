@@ -21,11 +21,25 @@ def _fastest_shipped_model() -> str:
     pytest.skip("no backend model is shipped yet (provisioning/backend/models/<name>/)")
 
 
-def _policy_shipped() -> bool:
+def _policy_args(tmp_path: Path) -> list[str]:
+    """``--policy`` of the shipped D3PG policy, or of an untrained one saved here (plumbing only)."""
     from provisioning.scenario import DEFAULT_SCENARIO_NAME
     from provisioning.trained import shipped_policy_path
 
-    return shipped_policy_path(DEFAULT_SCENARIO_NAME).is_file()
+    shipped = shipped_policy_path(DEFAULT_SCENARIO_NAME)
+    if shipped.is_file():
+        return ["--policy", str(shipped)]
+    import torch
+
+    from provisioning.agents.d3pg import D3PGConfig, D3PGPolicy, DiffusionActor, ObservationNormalizer, TwinCritic
+
+    torch.manual_seed(0)
+    config = D3PGConfig()
+    obs_dim, action_dim = 4 * 3 + 1, 2 * 3
+    policy = D3PGPolicy(DiffusionActor(obs_dim, action_dim, config), ObservationNormalizer(obs_dim), config,
+                        TwinCritic(obs_dim, action_dim, config))
+    path = policy.save(tmp_path / "untrained-d3pg.safetensors")
+    return ["--policy", str(path)]
 
 
 def _scenario(tmp_path: Path, *, model: str, mus: int = 4, extra: str = "") -> Path:
@@ -77,8 +91,9 @@ def test_quick_end_to_end_run_writes_a_complete_report(tmp_path, capsys):
     model = _fastest_shipped_model()
     scenario = _scenario(tmp_path, model=model)
     out = tmp_path / "out"
-    provision = "d3pg" if _policy_shipped() else "oracle"
-    code = main(["run", str(scenario), "--out", str(out), "--quick", "--provision", provision, "--seed", "3"])
+    provision = "d3pg"
+    code = main(["run", str(scenario), "--out", str(out), "--quick", "--provision", provision, "--seed", "3",
+                 *_policy_args(tmp_path)])
     assert code == 0
     printed = capsys.readouterr().out
     assert "mean QoE modelled" in printed
@@ -94,7 +109,12 @@ def test_quick_end_to_end_run_writes_a_complete_report(tmp_path, capsys):
     # slots of Q = 3: one full, one partial (oracle, stated)
     assert [s["size"] for s in data["slots"]] == [3, 1]
     assert data["slots"][1]["partial"] and "partial" in data["slots"][1]["method"]
-    assert data["slots"][0]["oracle_utility"] is not None
+    full = data["slots"][0]
+    assert full["method"] == "d3pg" and full["policy_utility"] is not None
+    assert full["policy_utility"] <= full["oracle_utility"] + 1e-9 * max(1.0, abs(full["oracle_utility"]))
+    if full["oracle_utility"] > 0:
+        assert full["fraction_of_oracle"] == pytest.approx(full["policy_utility"] / full["oracle_utility"])
+    assert data["slots"][1]["method"].startswith("oracle") and data["slots"][1]["policy_utility"] is None
     for u in data["users"]:
         me = u["measurement"]
         assert me["samples"] == 6 and 0.0 <= me["accuracy"] <= 1.0
@@ -120,6 +140,20 @@ def test_quick_end_to_end_run_writes_a_complete_report(tmp_path, capsys):
     assert "fewer than Q = 3 users" in report
     config = json.loads((out / "config.json").read_text())
     assert config["provision"] == provision and config["seed"] == 3
+
+
+def test_partial_slot_can_be_padded_for_the_policy(tmp_path):
+    model = _fastest_shipped_model()
+    scenario = _scenario(tmp_path, model=model, mus=2)
+    out = tmp_path / "out"
+    code = main(["run", str(scenario), "--out", str(out), "--samples", "2", "--provision", "d3pg",
+                 "--partial-slot", "pad", *_policy_args(tmp_path)])
+    assert code == 0
+    data = json.loads((out / "result.json").read_text())
+    (slot,) = data["slots"]
+    assert slot["size"] == 2 and slot["padded"] and "padded" in slot["method"]
+    assert len(slot["trials"]) == 3 and slot["weights"][2] == 0.0  # the padding user weighs nothing
+    assert len(data["users"]) == 2 and "padding users" in (out / "report.md").read_text()
 
 
 def test_unknown_model_is_a_clear_error_and_writes_nothing(tmp_path, capsys):
