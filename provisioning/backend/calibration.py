@@ -5,7 +5,8 @@ What this module is for: turn measurements into the inputs of the other layers.
 * **ASP profiles** for the market (``market.scenario`` format): per shipped model, its
   ``accuracy`` (judge accuracy at the model's default steps, one trial, perfect link),
   ``seconds_per_token`` (measured compute seconds per output token of one request on this
-  machine, i.e. at unit compute share) and ``max_tokens`` (tokens of one image). Capacities
+  machine at one full core: process CPU time on the CPU, synchronised wall-clock time on
+  CUDA, i.e. at unit compute share) and ``max_tokens`` (tokens of one image). Capacities
   and unit costs are not measurable here: they come from a base scenario (ASPs matched by
   their ``model`` field) or from the documented defaults of :data:`DEFAULT_ASP_ECONOMICS`.
 * **Quality tables** for provisioning (``provisioning.quality.InterpolatedQualityModel``):
@@ -123,7 +124,10 @@ def asp_profiles(rows: list[dict]) -> dict[str, dict]:
         if c["trials"] == 1 and c["ber"] == 0.0 and c["steps"] == row["default_steps"]:
             out[c["model"]] = {
                 "accuracy": row["accuracy"], "accuracy_ci95": row["accuracy_ci95"],
-                "seconds_per_token": row["seconds_per_token"], "max_tokens": row["tokens"],
+                # CPU: the work per token at one full core (process CPU time), robust to other jobs
+                # on a shared machine; CUDA: wall-clock (synchronised) seconds per token.
+                "seconds_per_token": row["cpu_seconds_per_token"] or row["seconds_per_token"],
+                "wall_seconds_per_token": row["seconds_per_token"], "max_tokens": row["tokens"],
                 "latency_s": row["latency_s"], "steps": c["steps"], "device": row["device"],
                 "samples": c["samples"],
             }

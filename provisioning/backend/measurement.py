@@ -18,6 +18,7 @@ May import: numpy, torch, diffusers, ``market`` (errors, atomic IO).
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -86,7 +87,13 @@ class MeasureResult:
     transmission_s : float
         Per-request transmission time at the link rate in seconds (0 without a rate).
     seconds_per_token : float
-        ``compute_s / tokens``: compute seconds per output token of one request.
+        ``compute_s / tokens``: wall-clock compute seconds per output token of one request.
+    cpu_s : float or None
+        Mean per-request CPU time of this process (``time.process_time``) during generation,
+        on the CPU device only (``None`` on CUDA). On a shared machine wall-clock time
+        includes waiting for a core; CPU time is the work itself.
+    cpu_seconds_per_token : float or None
+        ``cpu_s / tokens``: the work per token at one full core (unit compute share).
     images_per_s : float
         Generated images per second of compute (all trials).
     device : str
@@ -110,6 +117,8 @@ class MeasureResult:
     compute_s: float
     transmission_s: float
     seconds_per_token: float
+    cpu_s: float | None
+    cpu_seconds_per_token: float | None
     images_per_s: float
     device: str
     config: dict
@@ -162,9 +171,10 @@ def generate_requests(model: BackendModel, config: MeasureConfig):
     for index in range(config.samples):
         label = index % (model.num_classes or 1)
         labels = np.full(config.trials, label, dtype=np.int64)
+        cpu_start = time.process_time()
         images, seconds = generate(model, labels, config.steps, request_seed(config.seed, index),
                                    guidance_scale=config.guidance_scale)
-        yield index, label, images, seconds
+        yield index, label, images, seconds, time.process_time() - cpu_start
 
 
 def measure(model: BackendModel, config: MeasureConfig, bers: list[float] | None = None,
@@ -204,11 +214,13 @@ def measure(model: BackendModel, config: MeasureConfig, bers: list[float] | None
     bits = bits_per_image * config.trials
     transmission = bits / config.link_rate_bps if config.link_rate_bps else 0.0
     compute = []
+    cpu = []
     labels = []
     per_ber = {b: {"judged": [], "quality": [], "flipped": 0} for b in ber_list}
     clean_correct = []
-    for index, label, images, seconds in generate_requests(model, config):
+    for index, label, images, seconds, cpu_seconds in generate_requests(model, config):
         compute.append(seconds)
+        cpu.append(cpu_seconds)
         labels.append(label)
         uniforms = np.random.default_rng([config.seed, index, 7]).random(bits)
         if judged:
@@ -223,6 +235,7 @@ def measure(model: BackendModel, config: MeasureConfig, bers: list[float] | None
                 per_ber[b]["quality"].append(float(scores[kept]))
                 per_ber[b]["judged"].append(int(evaluator.judge_labels(rx.values[kept : kept + 1])[0]))
     compute_arr = np.asarray(compute)
+    on_cpu = str(model.device) == "cpu"
     latency = compute_arr + transmission
     results = []
     for b in ber_list:
@@ -244,6 +257,8 @@ def measure(model: BackendModel, config: MeasureConfig, bers: list[float] | None
             compute_s=float(compute_arr.mean()),
             transmission_s=float(transmission),
             seconds_per_token=float(compute_arr.mean() / model.tokens),
+            cpu_s=float(np.mean(cpu)) if on_cpu else None,
+            cpu_seconds_per_token=float(np.mean(cpu) / model.tokens) if on_cpu else None,
             images_per_s=float(config.trials * config.samples / compute_arr.sum()),
             device=device_name(model),
             config=resolved,

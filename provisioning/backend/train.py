@@ -174,6 +174,9 @@ def write_card(name: str, samples: int = 100, seed: int = 0) -> dict:
         "measured": {
             "accuracy": default["accuracy"], "accuracy_ci95": default["accuracy_ci95"],
             "latency_s": default["latency_s"], "latency_ci95": default["latency_ci95"],
+            "cpu_s_per_request": default["cpu_s"], "cpu_seconds_per_token": default["cpu_seconds_per_token"],
+            "latency_note": "wall-clock on a 2-core machine shared with other jobs (load average well above 2); "
+                            "cpu_s_per_request is this process's CPU time, the work itself",
             "tokens": default["tokens"], "bits": default["bits"], "samples": samples, "seed": seed,
             "device": default["device"], "judge": "models/evaluator judge CNN (held-out accuracy in its card)",
             "by_guidance": {k: {"accuracy": v["accuracy"], "latency_s": v["latency_s"]} for k, v in rows.items()},
