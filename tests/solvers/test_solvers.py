@@ -90,7 +90,7 @@ def test_simultaneous_perturbation_gets_close(market):
     result = solvers.solve(market, "simultaneous-perturbation", max_iterations=3000)
     oracle = solvers.solve(market, "implicit-gradient")
     assert result.status in STATUSES
-    assert result.certificate.max_relative_regret < 1e-2
+    assert result.certificate.max_relative_regret < 1e-3  # measured 1.7e-5 (iterate averaging)
     start = certify(market, 0.5 * (market.reward_min + market.reward_max))
     assert result.certificate.nashconv < 0.05 * start.nashconv
     assert np.allclose(result.rewards, oracle.rewards, atol=0.05 * np.max(market.reward_max))
