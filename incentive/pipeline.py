@@ -1013,7 +1013,10 @@ def _standard_notes(notes, config, q, slots, users, policy_file, best_of_k) -> N
     if config.provision == "d3pg":
         notes.append(f"Provisioning: the shipped D3PG policy ({policy_file}) decides each full slot of Q = {q} users "
                      + (f"(best of {best_of_k} samples ranked by its critic)." if best_of_k and best_of_k > 1
-                        else "(one seeded sample)."))
+                        else "(one seeded sample).")
+                     + " The policy observes the users' difficulty, distance, threshold, channel gain and the power "
+                       "budget, not their weights or time per trial: the market reaches its decisions only through "
+                       "the state, while the oracle (its yardstick in every slot) sees everything.")
     else:
         notes.append(f"Provisioning: the exact oracle decides every slot (Q = {q} users per slot).")
     if partial:

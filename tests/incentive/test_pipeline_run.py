@@ -187,6 +187,22 @@ def test_infeasible_market_is_a_clear_error_and_keeps_an_old_folder(tmp_path, ca
     assert (out / "report.md").read_text() == "previous run" and _leftovers(tmp_path) == []
 
 
+def test_uncertified_equilibrium_stops_unless_allowed_and_then_says_so(tmp_path, capsys):
+    model = _fastest_shipped_model()
+    scenario = _scenario(tmp_path, model=model, mus=3)
+    scenario.write_text(scenario.read_text().replace('name = "tiny"', 'name = "tiny"\nmax_iterations = 1'))
+    out = tmp_path / "out"
+    assert main(["run", str(scenario), "--out", str(out), "--quick", "--provision", "oracle"]) == 2
+    err = capsys.readouterr().err
+    assert "not certified" in err and "--allow-uncertified" in err
+    assert not out.exists() and _leftovers(tmp_path) == []
+    assert main(["run", str(scenario), "--out", str(out), "--samples", "1", "--provision", "oracle",
+                 "--allow-uncertified"]) == 0
+    data = json.loads((out / "result.json").read_text())
+    assert data["certified"] is False and data["market"]["status"] != "converged"
+    assert "NOT certified" in (out / "report.md").read_text()
+
+
 def test_malformed_scenario_names_file_and_field(tmp_path, capsys):
     scenario = _scenario(tmp_path, model="digits-large", mus=2)
     scenario.write_text(scenario.read_text().replace("compute_capacity = 10.0", "compute_capacity = -1.0"))
