@@ -24,7 +24,7 @@ import numpy as np
 from market.followers import best_response
 from market.leaders import deviation_utility
 from market.model import Market
-from solvers.ascent import Estimate, initial_point, mu_ranks, predicted_gain, run_rounds  # noqa: F401
+from solvers.ascent import Estimate, run_rounds
 from solvers.result import EquilibriumResult, make_result
 
 
