@@ -161,8 +161,11 @@ def run_rounds(market: Market, estimate: Estimator, evaluate: Evaluator, *, tole
     peak of the quadratic through U(r), U'(r) and U(r + s) (between 0.1 and 0.5 of it), up to
     40 times; after a shrink, 12 golden-section steps between the accepted and the last
     refused step find the best point of that segment (it brackets the maximum along the step
-    when the utility is concave, e.g. a capacity kink in between). ``delta`` sets the perturbation the estimator receives: it starts at
-    ``delta`` times each box width (default 1e-3, or 1e-7 from a warm start) and follows half the MU's last move (floor 1e-7 of the width: below it roundoff spoils the curvature).
+    when the utility is concave, e.g. a capacity kink in between).
+
+    ``delta`` sets the perturbation the estimator receives: it starts at ``delta`` times each
+    box width (default 1e-3, or 1e-7 from a warm start) and follows half the MU's last move
+    (floor 1e-7 of the width: below it roundoff spoils the curvature).
     """
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")

@@ -5,8 +5,9 @@ cannot differentiate through the followers; each round, every MU perturbs its ow
 both ways (r_m +/- delta_m; one-sided, r_m + delta_m and r_m + 2 delta_m, at a bound of its
 box), the followers re-solve, and the MU forms the differences of its utility. The three
 values give the slope and the curvature of U_m in its own reward, so the MU takes a
-safeguarded (trust radius, Armijo backtracking on its own utility), projected Newton ascent step (``solvers.ascent``: Jacobi, Gauss-Seidel or the
-default "auto" = Jacobi falling back to Gauss-Seidel when Jacobi stalls at a capacity kink).
+safeguarded (trust radius, Armijo backtracking and a line search on its own utility),
+projected Newton ascent step (``solvers.ascent``: Jacobi, Gauss-Seidel or the default
+"auto" = Jacobi falling back to Gauss-Seidel when Jacobi stalls at a capacity kink).
 
 Only follower responses are used (``market.leaders.deviation_utility``), so every follower
 variant is handled: in closed form the re-solve for one MU's deviation is O(1); for the
@@ -125,7 +126,8 @@ def solve(market: Market, *, tolerance: float = 1e-6, max_iterations: int = 5000
                      progress=progress)
     elapsed = time.perf_counter() - start
     return make_result(market, out.rewards, solver="dual-perturbation", iterations=out.iterations,
-                       solve_time_s=elapsed, solver_status="not_certified" if out.status == "stalled" else out.status, follower_solves=solves[0],
+                       solve_time_s=elapsed, follower_solves=solves[0],
+                       solver_status="not_certified" if out.status == "stalled" else out.status,
                        message=f"{out.schedule_used} schedule, {out.iterations} rounds",
                        response=best_response(market, out.rewards),
                        options={"schedule": schedule, "schedule_used": out.schedule_used, "delta": delta,

@@ -10,8 +10,9 @@ its own reward from the implicit-function theorem on the follower KKT conditions
 The MUs take safeguarded projected Newton steps with these (``solvers.ascent``: schedules
 "auto", "jacobi", "gauss-seidel"). Knowing the model, the oracle also knows where each MU's
 utility has a kink (its ASP's capacity switching between slack and binding): steps stop on a
-kink, and an MU on a kink whose left slope is >= 0 >= right slope is at its best response. It needs the closed form, so it handles only
-``bandwidth_model = "linear"``, ``asp_cost = "linear"``.
+kink, and an MU on a kink whose left slope is >= 0 >= right slope is at its best response.
+It needs the closed form, so it handles only ``bandwidth_model = "linear"``,
+``asp_cost = "linear"``.
 
 May import: numpy, ``market`` and ``solvers.ascent`` / ``solvers.result``.
 """
@@ -88,7 +89,8 @@ def solve(market: Market, *, tolerance: float = 1e-6, max_iterations: int = 5000
                      initial_rewards=initial_rewards, schedule=schedule, damping=damping, progress=progress)
     elapsed = time.perf_counter() - start
     return make_result(market, out.rewards, solver="implicit-gradient", iterations=out.iterations,
-                       solve_time_s=elapsed, solver_status="not_certified" if out.status == "stalled" else out.status, follower_solves=out.evaluations,
+                       solve_time_s=elapsed, follower_solves=out.evaluations,
+                       solver_status="not_certified" if out.status == "stalled" else out.status,
                        response=closed_form_response(market, out.rewards),
                        message=f"{out.schedule_used} Newton with exact gradients, {out.iterations} rounds",
                        options={"schedule": schedule, "schedule_used": out.schedule_used, "damping": damping,
