@@ -92,7 +92,7 @@ class PipelineConfig:
     calibrate: bool = False
     """Measure the ASP profiles with the backend first, re-solve the market on them, and report
     how far the equilibrium moved."""
-    samples: int = 40
+    samples: int = 60
     """Requests measured per user (each request: the user's trials, best kept, judged). The
     accuracy CI half-width is about ``1/sqrt(samples)``."""
     calibration_samples: int = 60
@@ -732,7 +732,7 @@ def run_pipeline(scenario_path: str | Path, out_dir: str | Path, config: Pipelin
     out_dir : str or Path
         Output folder; written whole or not at all (an old folder is replaced only on success).
     config : PipelineConfig, optional
-        Defaults: D3PG provisioning, no calibration, 40 samples per user.
+        Defaults: D3PG provisioning, no calibration, 60 samples per user.
     log : callable, optional
         Progress messages (default: stderr).
 

@@ -35,7 +35,7 @@ def register(subparsers) -> None:
     p.add_argument("--calibrate", action="store_true",
                    help="measure the ASP profiles with the backend first and re-solve the market on them")
     p.add_argument("--quick", action="store_true", help="few samples (seconds; for tests and a first look)")
-    p.add_argument("--samples", type=int, default=None, help="requests measured per user (default 40; 6 with --quick)")
+    p.add_argument("--samples", type=int, default=None, help="requests measured per user (default 60; 6 with --quick)")
     p.add_argument("--calibration-samples", type=int, default=None,
                    help="requests per model in the calibration (default 60; 10 with --quick)")
     p.add_argument("--seed", type=int, default=0, help="run seed (states, requests; default 0)")
