@@ -354,7 +354,9 @@ def _batch_allocate(market: Market, resource: str, members: np.ndarray, rewards:
         return _marginal_value(market, resource, y, r, mm) - _marginal_cost(market, resource, y, k) - mu
 
     def allocate(mu: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        c = cap[rows][:, None] * np.ones(members.shape[1])
+        # bracket / clip each MU at twice the capacity (not at it): with a zero unit cost an MU
+        # alone would otherwise sit on a plateau y = C for a range of multipliers
+        c = 2.0 * cap[rows][:, None] * np.ones(members.shape[1])
         r, mm, v = rewards[rows], safe[rows], valid[rows]
         k = unit[rows][:, None] + 0.0 * c
         mu_ = mu[:, None] + 0.0 * c

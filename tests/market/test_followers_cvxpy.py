@@ -80,3 +80,22 @@ def test_cvxpy_deviation_matches_dual_on_variant():
     r = 0.5 * (mk.reward_min + mk.reward_max)
     trial = np.stack([mk.reward_min, mk.reward_max], axis=1)
     assert np.allclose(CvxpyFollower(mk).deviation_qoe(r, trial), dual_deviation_qoe(mk, r, trial), atol=1e-6)
+
+
+@pytest.mark.parametrize("bandwidth_model,asp_cost", VARIANTS)
+def test_zero_unit_costs_bind_every_capacity(bandwidth_model, asp_cost):
+    """With free resources every used capacity binds (multiplier > 0), also for a lone MU."""
+    import dataclasses
+
+    scn = generate_scenario(2, 4, seed=3, bandwidth_model=bandwidth_model, asp_cost=asp_cost)
+    scn = dataclasses.replace(scn, asps=tuple(dataclasses.replace(a, compute_cost=0.0, bandwidth_cost=0.0)
+                                              for a in scn.asps))
+    mk = Market.from_scenario(scn)
+    assert np.bincount(mk.mu_asp).min() == 1  # a lone MU at one ASP
+    r = 0.5 * (mk.reward_min + mk.reward_max)
+    dual = dual_response(mk, r)
+    assert kkt_residuals(mk, dual).max < 1e-9
+    assert np.all(dual.compute_multiplier > 0) and np.all(dual.bandwidth_multiplier > 0)
+    assert np.allclose(mk.per_asp_sum(dual.bandwidth), mk.bandwidth_capacity, rtol=1e-10)
+    conic = CvxpyFollower(mk).respond(r)
+    assert _relative_gap(conic.bandwidth, dual.bandwidth, mk.bandwidth_capacity[mk.mu_asp]) < 1e-5
