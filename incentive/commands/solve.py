@@ -53,6 +53,11 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     scenario = load_scenario(args.scenario)
     solver = args.solver or scenario.market.solver
+    if args.solver is None and solver not in REGISTRY:
+        from market.errors import ScenarioError
+
+        raise ScenarioError(f"unknown solver {solver!r}; available: {', '.join(sorted(REGISTRY))}",
+                            file=args.scenario, field="market.solver")
     options = {}
     if solver in REGISTRY and REGISTRY[solver].module.startswith("solvers.") and not args.quiet and not args.json \
             and REGISTRY[solver].name != "pyomo":
