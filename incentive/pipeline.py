@@ -785,7 +785,9 @@ def run_pipeline(scenario_path: str | Path, out_dir: str | Path, config: Pipelin
         from provisioning.backend.models import load_model
 
         t0 = time.perf_counter()
-        loaded = {name: load_model(name, device=config.device) for name in sorted(set(models.values()))}
+        loaded = _ModelCache(load_model, config.device)
+        for name in sorted(set(models.values())):
+            loaded[name]
         evaluator = load_evaluator()
         timings["load_models_s"] = time.perf_counter() - t0
 
@@ -807,6 +809,7 @@ def run_pipeline(scenario_path: str | Path, out_dir: str | Path, config: Pipelin
             log(f"      re-solved: status {result.status}; largest reward move "
                 f"{calibration['max_abs_reward_change']:.4g}, largest QoE move {calibration['max_abs_qoe_change']:.4g}")
             scenario_used = scenario_cal
+            check_models(scenario_used, result.market)  # "auto" MUs may have moved to another ASP
         else:
             scenario_used = scenario
         certified = result.status == "converged" and (result_given.status == "converged")
@@ -1036,6 +1039,18 @@ def _standard_notes(notes, config, q, slots, users, policy_file, best_of_k) -> N
     none = [u["name"] for u in users if u["provisioning"]["no_resources"]]
     if none:
         notes.append(f"No compute or bandwidth from the market (zero timeliness weight): {', '.join(none)}.")
+
+
+class _ModelCache(dict):
+    """Backend models loaded on first use (``cache[name]``)."""
+
+    def __init__(self, loader, device):
+        super().__init__()
+        self.loader, self.device = loader, device
+
+    def __missing__(self, name):
+        self[name] = self.loader(name, device=self.device)
+        return self[name]
 
 
 def _mean(values) -> float | None:
