@@ -337,16 +337,6 @@ class DiffusionActor(nn.Module):
             x = x.clamp(-1.0, 1.0)
         return x, excess
 
-    def diffusion_loss(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """The DDPM training loss of eq. (29) (used only by tests and optional behaviour cloning)."""
-        t = torch.randint(0, self.schedule.steps, (obs.shape[0],))
-        eps = torch.randn_like(actions)
-        x_t = self.schedule.sqrt_alpha_bar[t, None] * actions + self.schedule.sqrt_one_minus_alpha_bar[t, None] * eps
-        state_code = self.denoiser.state_encoder(obs)
-        t_emb = self.denoiser.time_embedding(t)
-        pred = self.denoiser.trunk(torch.cat([x_t, t_emb, state_code], dim=-1))
-        return F.mse_loss(pred, eps)
-
 
 class TwinCritic(nn.Module):
     """Two independent Q networks Q1, Q2 : (s, a) -> R (paper eq. (31))."""
