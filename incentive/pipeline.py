@@ -1013,6 +1013,11 @@ def run_pipeline(scenario_path: str | Path, out_dir: str | Path, config: Pipelin
 
 def _standard_notes(notes, config, q, slots, users, policy_file, best_of_k) -> None:
     partial = [s for s in slots if s["partial"]]
+    if not config.calibrate:
+        notes.append("The scenario's ASP profiles were used as given (no --calibrate): accuracy, seconds per token, "
+                     "max_tokens and payload bits are the scenario's, not the shipped models', so the gaps mostly "
+                     "measure that difference (e.g. modelled tokens against the model's 16-token output). Run with "
+                     "--calibrate to put the measured profiles into the market first.")
     if config.provision == "d3pg":
         notes.append(f"Provisioning: the shipped D3PG policy ({policy_file}) decides each full slot of Q = {q} users "
                      + (f"(best of {best_of_k} samples ranked by its critic)." if best_of_k and best_of_k > 1
