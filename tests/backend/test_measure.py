@@ -1,0 +1,58 @@
+"""measure(): fields, intervals, BER sweeps on the same images, input validation, the accuracy goal."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from market.errors import UserError
+from provisioning.backend.measurement import MeasureConfig, measure, quality_scores
+
+
+def test_measure_fields_are_consistent(small_model, evaluator):
+    res = measure(small_model, MeasureConfig(steps=3, trials=2, samples=6, ber=0.02, link_rate_bps=1e5),
+                  evaluator=evaluator)
+    assert 0 <= res.accuracy <= 1 and res.accuracy_ci95[0] <= res.accuracy <= res.accuracy_ci95[1]
+    assert res.tokens == 16 and res.bits == 2 * 16 * 16 * 8
+    assert res.transmission_s == pytest.approx(res.bits / 1e5)
+    assert res.latency_s == pytest.approx(res.compute_s + res.transmission_s)
+    assert res.latency_ci95[0] <= res.latency_s <= res.latency_ci95[1]
+    assert res.seconds_per_token == pytest.approx(res.compute_s / 16)
+    assert res.device == "cpu" and res.config["steps"] == 3
+    assert len(res.per_request["correct"]) == 6 and res.accuracy == np.mean(res.per_request["correct"])
+
+
+def test_ber_list_reuses_the_images(small_model, evaluator):
+    rows = measure(small_model, MeasureConfig(steps=2, samples=4), bers=[0.0, 0.3], evaluator=evaluator)
+    assert rows[0].bits_flipped == 0 and rows[0].accuracy == rows[0].accuracy_no_channel
+    assert rows[1].observed_ber == pytest.approx(0.3, abs=0.05)
+    assert rows[0].per_request["latency_s"] == rows[1].per_request["latency_s"]
+
+
+def test_same_seed_same_measurement(small_model, evaluator):
+    cfg = MeasureConfig(steps=2, samples=3, ber=0.05)
+    a = measure(small_model, cfg, evaluator=evaluator)
+    b = measure(small_model, cfg, evaluator=evaluator)
+    assert a.per_request["quality"] == b.per_request["quality"] and a.bits_flipped == b.bits_flipped
+
+
+@pytest.mark.parametrize("field,value", [("ber", 2.0), ("ber", float("nan")), ("trials", 0), ("samples", 0),
+                                         ("steps", 0), ("link_rate_bps", -1.0)])
+def test_bad_settings_name_the_field(small_model, field, value):
+    cfg = MeasureConfig(steps=2, samples=2)
+    setattr(cfg, field, value)
+    with pytest.raises(UserError, match=field):
+        measure(small_model, cfg)
+
+
+def test_quality_scores_shape_and_range(small_model, evaluator):
+    q = quality_scores(small_model, [1, 4], trials=3, steps=2, ber=0.01, evaluator=evaluator)
+    assert q.shape == (2, 3) and np.all((q >= 0) & (q <= 1))
+
+
+@pytest.mark.slow
+def test_default_model_meets_accuracy_goal():
+    from provisioning.backend.models import DEFAULT_MODEL, load_model
+
+    model = load_model(DEFAULT_MODEL, device="cpu")
+    res = measure(model, MeasureConfig(samples=100))
+    assert res.accuracy >= 0.85
