@@ -977,6 +977,7 @@ def run_pipeline(scenario_path: str | Path, out_dir: str | Path, config: Pipelin
         gaps = [u["qoe_gap"] for u in users if u["qoe_gap"] is not None and math.isfinite(u["qoe_gap"])]
         fractions = [s["fraction_of_oracle"] for s in slots if s["fraction_of_oracle"] is not None]
         pol = [s for s in slots if s["policy_utility"] is not None]
+        positive = [s for s in pol if s["oracle_utility"] > 0]
         summary = {
             "users": len(users), "asps": len(asps), "slots": len(slots),
             "mean_abs_qoe_gap": _mean([abs(g) for g in gaps]), "max_abs_qoe_gap": _max_abs(gaps),
@@ -986,8 +987,11 @@ def run_pipeline(scenario_path: str | Path, out_dir: str | Path, config: Pipelin
             "mean_qoe_modelled": _mean([u["modelled"]["qoe"] for u in users]),
             "mean_qoe_measured": _mean([u["measured"]["qoe"] for u in users]),
             "d3pg_fraction_of_oracle_per_slot": fractions,
-            "d3pg_fraction_of_oracle_overall": (sum(s["policy_utility"] for s in pol) / sum(s["oracle_utility"] for s in pol))
-            if pol and sum(s["oracle_utility"] for s in pol) > 0 else None,
+            # ratio of sums over the slots where the optimum is positive (a ratio is meaningless otherwise)
+            "d3pg_fraction_of_oracle_overall": (sum(s["policy_utility"] for s in positive) / sum(s["oracle_utility"] for s in positive))
+            if positive else None,
+            "d3pg_slots_with_positive_optimum": len(positive),
+            "d3pg_mean_utility_below_oracle": _mean([s["oracle_utility"] - s["policy_utility"] for s in pol]),
             "market_status": result.status, "certified": certified,
         }
         _standard_notes(notes, config, q, slots, users, policy_file, best_of_k)

@@ -234,7 +234,9 @@ def render_markdown(result, plots: list[str]) -> str:
              f"{_f(s['mean_qoe_gap'], '+.3f')}, {_f(s['mean_abs_qoe_gap'])}, {_f(s['max_abs_qoe_gap'])}"],
             ["gap left after the trials shift (mean abs, max abs)",
              f"{_f(s['mean_abs_qoe_gap_residual'])}, {_f(s['max_abs_qoe_gap_residual'])}"],
-            ["D3PG utility / oracle utility (all slots where it ran)", _f(s["d3pg_fraction_of_oracle_overall"])],
+            ["D3PG utility / oracle utility (slots where it ran and the optimum is positive)",
+             f"{_f(s['d3pg_fraction_of_oracle_overall'])} over {s['d3pg_slots_with_positive_optimum']} slot(s); "
+             f"mean utility below the oracle {_f(s['d3pg_mean_utility_below_oracle'], '.4f')}"],
             ["time per stage (s)", ", ".join(f"{k[:-2]} {v:.1f}" for k, v in result.timings_s.items())],
         ]),
         "",

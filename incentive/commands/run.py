@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"  mean QoE modelled {s['mean_qoe_modelled']:.3f}, measured {s['mean_qoe_measured']:.3f}; "
           f"mean |gap| {s['mean_abs_qoe_gap']:.3f}, max |gap| {s['max_abs_qoe_gap']:.3f}")
     if s["d3pg_fraction_of_oracle_overall"] is not None:
-        print(f"  D3PG utility / oracle utility over its slots: {s['d3pg_fraction_of_oracle_overall']:.3f}")
+        print(f"  D3PG utility / oracle utility over {s['d3pg_slots_with_positive_optimum']} slot(s) with a positive "
+              f"optimum: {s['d3pg_fraction_of_oracle_overall']:.3f}")
     if result.calibration:
         print(f"  calibration moved rewards by up to {result.calibration['max_abs_reward_change']:.4g} and "
               f"modelled QoE by up to {result.calibration['max_abs_qoe_change']:.3f}")
