@@ -45,7 +45,7 @@ def register(subparsers) -> None:
     evaluate.add_argument("--run", help="a training output folder (with seed_* runs); default for d3pg: the shipped policy")
     evaluate.add_argument("--episodes", type=int, default=DEFAULT_EVAL_STATES, help="held-out states (default 256)")
     evaluate.add_argument("--seed", type=int, default=None, help="seed of the held-out states (default: the fixed test seed)")
-    evaluate.add_argument("--best-of-k", type=int, default=None, help="D3PG: also report best-of-K ranked by the critic")
+    evaluate.add_argument("--best-of-k", type=int, default=None, help="D3PG: K of the best-of-K evaluation ranked by the critic (default 16)")
     evaluate.add_argument("--out", help="write the JSON here (atomically); it is always printed")
     evaluate.set_defaults(func=run_evaluate)
 
@@ -64,6 +64,7 @@ def register(subparsers) -> None:
     ship = sub.add_parser("ship", help="copy a finished D3PG run into provisioning/trained with a measured card")
     ship.add_argument("--run", required=True, help="a finished d3pg run folder (with policy.safetensors)")
     ship.add_argument("--command", required=True, help="the command that trained the run (recorded on the card)")
+    ship.add_argument("--note", default="", help="how the run was chosen, recorded on the card")
     ship.add_argument("--episodes", type=int, default=DEFAULT_EVAL_STATES, help="held-out states for the card (default 256)")
     ship.set_defaults(func=run_ship)
 
@@ -208,13 +209,15 @@ def evaluate_report(
         for s in range(5):  # sampling seeds: spread of the one-sample evaluation
             pol = D3PGPolicy.load(path, seed=1000 + s)
             evaluations.append(evaluate_policy(env, pol, states, oracle_values, name="d3pg"))
-        if best_of_k:
-            pol = D3PGPolicy.load(path, seed=1000)
-            bok = evaluate_policy(env, ActionPolicy(lambda o: pol.act_best_of_k(o, best_of_k)), states, oracle_values, name="d3pg-best-of-k")
-            report["best_of_k"] = best_of_k
-            report["best_of_k_fraction_of_oracle"] = bok.fraction_of_oracle
+        k = best_of_k or 16
+        pol = D3PGPolicy.load(path, seed=1000)
+        bok = evaluate_policy(env, ActionPolicy(lambda o: pol.act_best_of_k(o, k)), states, oracle_values, name="d3pg-best-of-k")
+        report["best_of_k"] = k
+        report["best_of_k_fraction_of_oracle"] = bok.fraction_of_oracle
+        report["best_of_k_evaluation"] = bok.summary()
     else:
         dirs = _seed_dirs(run)
+        best_runs = []
         if not dirs:
             raise MissingArtifactError(f"{run}: no training runs here (expected progress.json or seed_*/progress.json)")
         for d in dirs:
@@ -224,6 +227,16 @@ def evaluate_report(
                 notes.append(f"{d}: unfinished (no final policy); resume it with --resume")
                 continue
             evaluations.append(evaluate_policy(env, pol, states, oracle_values, name=policy_name))
+            if policy_name == "d3pg":
+                k = best_of_k or 16
+                pol.reseed(1000)
+                best_runs.append(
+                    evaluate_policy(env, ActionPolicy(lambda o, p=pol: p.act_best_of_k(o, k)), states, oracle_values, name="d3pg-best-of-k")
+                )
+        if best_runs:
+            report["best_of_k"] = best_of_k or 16
+            report["best_of_k_fraction_of_oracle"] = spread([b.fraction_of_oracle for b in best_runs])["mean"]
+            report["best_of_k_fraction_of_oracle_spread"] = spread([b.fraction_of_oracle for b in best_runs])
         if not evaluations:
             raise MissingArtifactError(f"{run}: no finished {policy_name} run (train with `incentive provision train --resume`)")
     fractions = [e.fraction_of_oracle for e in evaluations]
@@ -309,6 +322,7 @@ def run_ship(args) -> int:
         "scenario": problem.name,
         "scenario_sha256": file_sha256(scenario),
         "command": args.command,
+        "note": args.note,
         "steps": int(progress["steps_done"]),
         "seed": int(train_config["seed"]),
         "d3pg_config": json.loads((run / "d3pg_config.json").read_text()),
