@@ -401,16 +401,22 @@ def write_plots(out: Path, summary: dict) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.2))
     rows = summary.get("curves", [])
     for agent in summary["agents"]:
-        points: dict[int, list[float]] = {}
-        for a, _seed, step, fraction, _utility in rows:
+        per_seed: dict[int, list[tuple[int, float]]] = {}
+        for a, seed, step, fraction, _utility in rows:
             if a == agent and fraction is not None:
-                points.setdefault(int(step), []).append(float(fraction))
-        if not points:
+                per_seed.setdefault(int(seed), []).append((int(step), float(fraction)))
+        if not per_seed:
             continue
-        steps = np.array(sorted(points))
-        mean = np.array([np.mean(points[s]) for s in steps])
-        low = np.array([np.min(points[s]) for s in steps])
-        high = np.array([np.max(points[s]) for s in steps])
+        # runs resumed after an interruption evaluate at odd steps: put every seed on one grid
+        first = min(min(s for s, _ in pts) for pts in per_seed.values())
+        last = min(max(s for s, _ in pts) for pts in per_seed.values())
+        steps = np.linspace(first, last, 60)
+        curves = []
+        for pts in per_seed.values():
+            pts.sort()
+            curves.append(np.interp(steps, [s for s, _ in pts], [f for _, f in pts]))
+        curves = np.array(curves)
+        mean, low, high = curves.mean(0), curves.min(0), curves.max(0)
         ax.plot(steps, mean, label=agent.upper(), color=colors.get(agent))
         ax.fill_between(steps, low, high, alpha=0.15, color=colors.get(agent))
     for name, style in (("static", "--"), ("random", ":")):
@@ -420,7 +426,7 @@ def write_plots(out: Path, summary: dict) -> None:
     ax.set_xlabel("environment steps")
     ax.set_ylabel("utility / oracle utility (validation states)")
     ax.set_ylim(max(-0.5, ax.get_ylim()[0]), 1.05)
-    ax.set_title(f"Learning curves ({summary['seeds']} seeds: mean and range)")
+    ax.set_title(f"Learning curves ({summary['seeds']} seeds: mean and range, linear between evaluations)")
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     buffer = io.BytesIO()
