@@ -71,8 +71,10 @@ def main(argv=None) -> int:
     for fn in (bare, ours, ours_wall):  # warm-up
         fn()
     times = {"bare": [], "ours": [], "ours_wall": []}
-    for _ in range(args.repeats):
-        for key, fn in (("bare", bare), ("ours", ours), ("ours_wall", ours_wall)):
+    order = [("bare", bare), ("ours", ours), ("ours_wall", ours_wall)]
+    for repeat in range(args.repeats):
+        shift = repeat % len(order)  # rotate who goes first, so drifting load biases no variant
+        for key, fn in order[shift:] + order[:shift]:
             times[key].append(fn())
     med = {k: statistics.median(v) for k, v in times.items()}
     result = {

@@ -39,6 +39,7 @@ def register(subparsers) -> None:
     m.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     m.add_argument("--per-request", action="store_true", help="include per-request lists in the JSON")
     m.add_argument("--out", default=None, help="write the JSON report here (atomically)")
+    m.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     m.set_defaults(func=_measure)
 
     c = sub.add_parser("calibrate", help="sweep steps/trials/BER/model; write ASP profiles, quality tables, plots")
@@ -51,6 +52,7 @@ def register(subparsers) -> None:
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--link-rate", type=float, default=None)
     c.add_argument("--base-scenario", default=None, help="scenario whose ASPs (by `model`) get measured profiles")
+    c.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     c.set_defaults(func=_calibrate)
 
     s = sub.add_parser("shared-denoise", help="t0 server steps under one prompt, noisy latent, tk device steps")
@@ -62,7 +64,16 @@ def register(subparsers) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--guidance", type=float, default=None)
     s.add_argument("--out", default="runs/backend-shared", help="output folder (JSON + plots)")
+    s.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     s.set_defaults(func=_shared)
+
+
+def _set_threads(threads: int) -> None:
+    """Fix torch's CPU threads (default 1): on a shared machine extra threads spin-wait and
+    inflate both wall-clock and CPU time."""
+    import torch
+
+    torch.set_num_threads(max(1, int(threads)))
 
 
 def _measure(args) -> int:
@@ -70,9 +81,7 @@ def _measure(args) -> int:
     from provisioning.backend.measurement import MeasureConfig, measure
     from provisioning.backend.models import load_model
 
-    import torch
-
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    _set_threads(args.threads)
     model = load_model(args.model, device=args.device)
     cfg = MeasureConfig(model=args.model, steps=args.steps, trials=args.trials, ber=args.ber,
                         samples=args.samples, seed=args.seed, guidance_scale=args.guidance,
@@ -88,6 +97,7 @@ def _measure(args) -> int:
 def _calibrate(args) -> int:
     from provisioning.backend.calibration import CalibrateConfig, calibrate
 
+    _set_threads(args.threads)
     cfg = CalibrateConfig()
     if args.models:
         cfg.models = list(args.models)
@@ -110,6 +120,7 @@ def _shared(args) -> int:
     from provisioning.backend.models import load_model
     from provisioning.backend.shared import SharedDenoiseConfig, plot_shared, rows_to_dicts, shared_denoise
 
+    _set_threads(args.threads)
     cfg = SharedDenoiseConfig(model=args.model, samples=args.samples, seed=args.seed, guidance_scale=args.guidance)
     if args.t0:
         cfg.t0_grid = list(args.t0)

@@ -200,7 +200,8 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, device: str | None = No
                 f"{weights}: weights missing; train with "
                 f"`python -m provisioning.backend.train generator --model {meta.get('name', path.name)}`"
             )
-        unet = UNet2DModel.from_pretrained(str(path / "unet"), torch_dtype=torch.float32, local_files_only=True)
+        unet = UNet2DModel.from_pretrained(str(path / "unet"), torch_dtype=torch.float32, local_files_only=True,
+                                           low_cpu_mem_usage=False)
         unet = unet.to(device).eval()
         scheduler = DDIMScheduler.from_pretrained(str(path / "scheduler"), local_files_only=True)
         card_file = path / "card.json"
@@ -215,7 +216,7 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, device: str | None = No
     if (path / "model_index.json").is_file():
         from diffusers import DiffusionPipeline
 
-        pipe = DiffusionPipeline.from_pretrained(str(path), local_files_only=True)
+        pipe = DiffusionPipeline.from_pretrained(str(path), local_files_only=True, low_cpu_mem_usage=False)
         pipe = pipe.to(device)
         if hasattr(pipe, "set_progress_bar_config"):
             pipe.set_progress_bar_config(disable=True)
