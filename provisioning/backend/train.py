@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -175,8 +176,9 @@ def write_card(name: str, samples: int = 100, seed: int = 0) -> dict:
             "accuracy": default["accuracy"], "accuracy_ci95": default["accuracy_ci95"],
             "latency_s": default["latency_s"], "latency_ci95": default["latency_ci95"],
             "cpu_s_per_request": default["cpu_s"], "cpu_seconds_per_token": default["cpu_seconds_per_token"],
-            "latency_note": "wall-clock on a 2-core machine shared with other jobs (load average well above 2); "
+            "latency_note": "wall-clock on the project's 2-core machine shared with other jobs; "
                             "cpu_s_per_request is this process's CPU time, the work itself",
+            "load_average_1min_after": round(os.getloadavg()[0], 2),
             "tokens": default["tokens"], "bits": default["bits"], "samples": samples, "seed": seed,
             "device": default["device"], "judge": "models/evaluator judge CNN (held-out accuracy in its card)",
             "by_guidance": {k: {"accuracy": v["accuracy"], "latency_s": v["latency_s"]} for k, v in rows.items()},
