@@ -57,16 +57,16 @@ May import: everything (``market``, ``solvers``, ``provisioning``, ``provisionin
 from __future__ import annotations
 
 import copy
-import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from market.atomic import json_ready
 from market.errors import InfeasibleError, MissingArtifactError, ScenarioError, UserError
 
 #: Keys of the provisioning config that the pipeline sets from the market (a scenario's
@@ -185,24 +185,7 @@ class PipelineResult:
 
     def to_dict(self) -> dict:
         """JSON-ready form (``result.json``)."""
-        return _jsonable(asdict(self))
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return [_jsonable(v) for v in obj.tolist()]
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        x = float(obj)
-        return x if math.isfinite(x) else None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
+        return json_ready(asdict(self))
 
 
 # ============================================================================= small pure helpers

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from market.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from market.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text, json_ready
 from market.errors import UserError
 from market.model import Market
 from solvers.mechanisms import MECHANISMS, METRICS, mechanism_metrics, percent_change, run_mechanisms
@@ -146,20 +146,6 @@ def comparison_csv(comparison: Comparison) -> str:
     return buf.getvalue()
 
 
-def _json_safe(obj):
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.ndarray):
-        return _json_safe(obj.tolist())
-    return obj
-
-
 # ----------------------------------------------------------------------------- plots
 def _pyplot():
     import matplotlib
@@ -256,7 +242,7 @@ def write_comparison(comparison: Comparison, out_dir: str | Path, *, mu_names=No
     paths = [
         atomic_write_text(out / "table.txt", format_table(comparison) + "\n"),
         atomic_write_text(out / "comparison.csv", comparison_csv(comparison)),
-        atomic_write_json(out / "comparison.json", _json_safe({**asdict(comparison), "metric_units": METRICS,
+        atomic_write_json(out / "comparison.json", json_ready({**asdict(comparison), "metric_units": METRICS,
                                                                  "paper_claims_percent": PAPER_CLAIMS})),
         atomic_write_bytes(out / "metrics.png", plot_metrics(comparison)),
         atomic_write_bytes(out / "trajectory.png", plot_trajectory(comparison, mu_names)),
@@ -326,7 +312,7 @@ def run_point(config: SweepConfig, value, seed: int) -> dict:
     """One grid point: every mechanism's metrics (a JSON-ready row)."""
     market = sweep_market(config, value, seed)
     comp = compare(market, solver=config.solver, names=config.mechanisms, trajectory=False)
-    return _json_safe({"axis": config.axis, "value": value, "seed": seed, "metrics": comp.metrics,
+    return json_ready({"axis": config.axis, "value": value, "seed": seed, "metrics": comp.metrics,
                        "percent_vs": comp.percent_vs, "status": comp.certificate.get("status"),
                        "seconds": comp.seconds})
 
@@ -487,7 +473,7 @@ def write_sweep(rows: list[dict], config: SweepConfig, out_dir: str | Path) -> l
             for x, (mean, std) in d.items():
                 writer.writerow([mech, k, x, repr(mean), repr(std)])
     return [
-        atomic_write_json(out / "summary.json", _json_safe({"axis": config.axis, "summary": {
+        atomic_write_json(out / "summary.json", json_ready({"axis": config.axis, "summary": {
             m: {k: {str(x): v for x, v in d.items()} for k, d in ks.items()} for m, ks in summary.items()}})),
         atomic_write_text(out / "summary.csv", buf.getvalue()),
         atomic_write_bytes(out / f"sweep_{config.axis}.png", plot_sweep(rows, config.axis)),

@@ -9,9 +9,10 @@ May import: the standard library only.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 
@@ -48,6 +49,29 @@ def atomic_write_json(path: str | Path, obj: Any, *, indent: int = 2) -> Path:
     """Serialise ``obj`` as JSON (NaN/inf rejected) and write it atomically."""
     text = json.dumps(obj, indent=indent, allow_nan=False, default=_json_default)
     return atomic_write_text(path, text + "\n")
+
+
+def json_ready(obj: Any) -> Any:
+    """A copy of ``obj`` that :func:`json.dumps` accepts with ``allow_nan=False``.
+
+    Dict keys become strings; tuples become lists; numpy arrays and scalars (duck-typed by
+    ``tolist``, numpy is not imported) become Python lists and numbers; NaN and +/-inf become
+    ``None`` (e.g. the latency of an MU that gets no resources); paths become strings; any
+    other object becomes ``str(obj)``.
+    """
+    if isinstance(obj, dict):
+        return {str(k): json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v) for v in obj]
+    if obj is None or isinstance(obj, (str, bool, int)):
+        return obj
+    if isinstance(obj, float):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, PurePath):
+        return str(obj)
+    if hasattr(obj, "tolist"):
+        return json_ready(obj.tolist())
+    return str(obj)
 
 
 def _json_default(obj: Any) -> Any:

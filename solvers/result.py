@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from market.atomic import json_ready
 from market.followers import FollowerResponse, best_response
 from market.leaders import payment, utility
 from market.model import Market
@@ -109,7 +110,7 @@ class EquilibriumResult:
             "follower_solves": int(self.follower_solves),
             "solve_time_s": float(self.solve_time_s),
             "certificate_time_s": float(self.certificate_time_s),
-            "options": _jsonable(self.options),
+            "options": json_ready(self.options),
             "mus": [],
             "asps": [],
             "certificate": self.certificate.to_dict() if self.certificate is not None else None,
@@ -140,22 +141,6 @@ def _num(x: Any) -> float | None:
     """A JSON number, or None for NaN/inf (e.g. the latency of an MU that gets no resources)."""
     x = float(x)
     return x if math.isfinite(x) else None
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return [_num(v) for v in obj.ravel()]
-    if isinstance(obj, (np.floating, float)):
-        return _num(obj)
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if obj is None or isinstance(obj, (bool, int, str)):
-        return obj
-    return str(obj)
 
 
 def make_result(market: Market, rewards: np.ndarray, *, solver: str, iterations: int, solve_time_s: float,

@@ -29,13 +29,14 @@ def run(args) -> int:
     import json
 
     from incentive import study
+    from market.atomic import json_ready
     from incentive.outdir import staged_output_dir
     from solvers.registry import as_market
 
     market = as_market(args.scenario)
     comparison = study.compare(market, solver=args.solver, trajectory=not args.no_trajectory)
     if args.json:
-        print(json.dumps(study._json_safe(comparison.metrics | {"percent_vs": comparison.percent_vs}), indent=2))
+        print(json.dumps(json_ready(comparison.metrics | {"percent_vs": comparison.percent_vs}), indent=2))
     else:
         print(study.format_table(comparison))
     if args.out:

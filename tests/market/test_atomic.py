@@ -32,3 +32,23 @@ def test_nan_is_rejected_and_old_file_kept(tmp_path):
         atomic_write_json(target, {"bad": float("nan")})
     assert json.loads(target.read_text()) == {"ok": True}
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_json_ready_converts_numpy_nan_paths_and_keys():
+    import math
+    from pathlib import Path
+
+    import numpy as np
+
+    from market.atomic import json_ready
+
+    data = {1: np.array([[1.0, np.nan], [np.inf, 2.0]]), "n": np.int64(3), "b": np.bool_(True),
+            "f": np.float32(0.5), "p": Path("a/b"), "t": (1, float("-inf")), "o": object}
+    out = json_ready(data)
+    assert out["1"] == [[1.0, None], [None, 2.0]]
+    assert out["n"] == 3 and type(out["n"]) is int
+    assert out["b"] is True
+    assert out["f"] == 0.5 and out["p"] == "a/b" and out["t"] == [1, None]
+    assert isinstance(out["o"], str)
+    assert json.loads(json.dumps(out, allow_nan=False)) == out
+    assert not math.isnan(out["f"])
