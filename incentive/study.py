@@ -162,6 +162,16 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+def _png_with_footer_legend(fig, handles, labels) -> bytes:
+    """Lay out ``fig``, put one legend row below the panels, render it to PNG and close it."""
+    fig.tight_layout()
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(labels), fontsize=9,
+               frameon=False)
+    data = _png(fig)
+    _pyplot().close(fig)
+    return data
+
+
 def plot_metrics(comparison: Comparison) -> bytes:
     """Bar chart: one panel per headline metric, one bar per mechanism (PNG bytes)."""
     plt = _pyplot()
@@ -179,12 +189,7 @@ def plot_metrics(comparison: Comparison) -> bytes:
         ax.grid(axis="y", alpha=0.3)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors]
     fig.suptitle(f"Mechanisms on {comparison.market_name!r} (proposed = personalized-QoE equilibrium)")
-    fig.tight_layout()
-    fig.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(names), fontsize=9,
-               frameon=False)
-    data = _png(fig)
-    plt.close(fig)
-    return data
+    return _png_with_footer_legend(fig, handles, names)
 
 
 def plot_trajectory(comparison: Comparison, mu_names=None) -> bytes:
@@ -453,12 +458,7 @@ def plot_sweep(rows: list[dict], axis: str) -> bytes:
     handles, labels = axes.ravel()[0].get_legend_handles_labels()
     seeds = sorted({r["seed"] for r in rows})
     fig.suptitle(f"Sweep over the {SWEEP_AXES[axis].split(' (')[0]} (mean over seeds {seeds}, band = +/- 1 std)")
-    fig.tight_layout()
-    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(labels), fontsize=9,
-               frameon=False)
-    data = _png(fig)
-    plt.close(fig)
-    return data
+    return _png_with_footer_legend(fig, handles, labels)
 
 
 def write_sweep(rows: list[dict], config: SweepConfig, out_dir: str | Path) -> list[Path]:
