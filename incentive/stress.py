@@ -261,10 +261,9 @@ def format_report(report: StressReport, sens_rows: list[dict] | None = None, top
         lines.append(f"(not computed: {report.sensitivity_error or 'skipped'})")
     else:
         sens = report.sensitivity
-        methods = {m: int(np.sum(sens.method == m)) for m in ("implicit", "one-sided", "finite-difference")}
+        methods = {m: int(np.sum(sens.method == m)) for m in ("implicit", "one-sided")}
         lines.append(f"{len(sens.parameters)} parameters: {methods['implicit']} by the implicit function theorem "
-                     f"(exact), {methods['one-sided']} one-sided at a kink, {methods['finite-difference']} by "
-                     f"central differences (model variant).")
+                     f"(exact), {methods['one-sided']} one-sided at a kink.")
         if sens.kinks:
             lines.append("Kinks: " + "; ".join(sens.kinks) + ". For these ASPs' parameters the derivatives are "
                          "one-sided (left = parameter decreasing, right = increasing), from warm-started re-solves; "

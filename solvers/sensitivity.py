@@ -30,8 +30,9 @@ are reported *one-sided*: (O(p + h) - O(p)) / h and (O(p) - O(p - h)) / h, where
 is the equilibrium the solver continues to from r* (warm start) on that ASP's sub-market
 (ASPs are independent, so only that block is re-solved). ``left`` and ``right`` then
 differ and ``one_sided`` is set; elsewhere ``left == right`` is the exact derivative.
-The model variants without a closed form (Shannon rate, quadratic cost) use the same
-re-solve route with a central difference (method ``"finite-difference"``).
+The model variants without a closed form (Shannon rate, quadratic cost) are not covered
+(:class:`NotImplementedError`): their follower has no closed form to differentiate, and
+difference quotients of their slower re-solves cost minutes per scenario.
 
 Nothing here is a general-purpose AD tool (the project has no JAX); the complex step needs
 only numpy, which is why it is written here.
@@ -48,6 +49,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
+from market.errors import UserError
 from market.model import Market
 from market.scenario import Scenario
 
@@ -57,7 +59,7 @@ COMPLEX_STEP = 1e-20
 KINK_TOLERANCE = 1e-5
 #: Largest |dU_m/dr_m| / QoE ceiling of an interior MU, after polishing, at a smooth equilibrium.
 FOC_TOLERANCE = 1e-9
-#: Relative step of the one-sided (kink) and central (variant) differences.
+#: Relative step of the one-sided differences at a kink.
 DIFFERENCE_STEP = 1e-5
 
 ASP_FIELDS = ("accuracy", "seconds_per_token", "max_tokens", "compute_capacity", "bandwidth_capacity",
@@ -385,13 +387,13 @@ class Sensitivity:
     right: dict[str, sp.csc_matrix]
     """One-sided derivatives as the parameter increases."""
     method: np.ndarray
-    """(P,) ``"implicit"``, ``"one-sided"`` (kink) or ``"finite-difference"`` (model variant)."""
+    """(P,) ``"implicit"`` (exact, two-sided) or ``"one-sided"`` (kink)."""
     kinks: list[str] = field(default_factory=list)
     """Readable description of the kinks found (empty when the equilibrium is smooth)."""
     kink_blocks: np.ndarray | None = None
     """(N,) bool: ASPs whose parameters got one-sided derivatives."""
     continuation_failures: int = 0
-    """Re-solves (one-sided or central differences) whose certificate failed."""
+    """Re-solves of the one-sided differences whose certificate failed."""
 
     @property
     def one_sided(self) -> np.ndarray:
@@ -399,7 +401,7 @@ class Sensitivity:
         return self.method == "one-sided"
 
     def derivative(self, output: str) -> sp.csc_matrix:
-        """Two-sided derivatives (exact, or central differences); columns of one-sided parameters are 0."""
+        """Exact two-sided derivatives; the columns of one-sided (kink) parameters are 0."""
         keep = sp.diags((~self.one_sided).astype(float))
         return (0.5 * (self.left[output] + self.right[output]) @ keep).tocsc()
 
@@ -439,13 +441,18 @@ def _aggregate(mats, *, dense: bool, count: int) -> dict[str, np.ndarray]:
 
 # ============================================================================ the computation
 def _batched_direction(scenario, market, params, columns):
-    """Complex perturbation directions for a chunk of parameters: {primitive: (len, B)}."""
+    """Complex perturbation directions for a chunk of parameters: ({primitive: (len, B)}, scale (B,)).
+
+    Each direction is d(primitive)/d(parameter) times the parameter's magnitude (its scale),
+    so that the complex step is small relative to every primitive whatever the parameter's
+    units (a noise density of 4e-21 W/Hz moves spectral efficiencies by 1e20 per unit)."""
     prims = _primitives(market)
     dirs = {k: np.zeros(v.shape + (len(columns),)) for k, v in prims.items()}
+    scale = np.array([abs(params[j].value) or 1.0 for j in columns])
     for b, j in enumerate(columns):
         for prim, (idx, coef) in _direction(scenario, market, params[j]).items():
-            dirs[prim][idx, b] += coef
-    return prims, dirs
+            dirs[prim][idx, b] += coef * scale[b]
+    return dirs, scale
 
 
 def _implicit(scenario: Scenario, market: Market, rewards: np.ndarray, regime: Regime, params, columns,
@@ -475,15 +482,15 @@ def _implicit(scenario: Scenario, market: Market, rewards: np.ndarray, regime: R
     out = {name: [] for name in MU_OUTPUTS + ASP_OUTPUTS}
     for start in range(0, len(columns), chunk):
         cols = columns[start:start + chunk]
-        _, dirs = _batched_direction(scenario, market, params, cols)
+        dirs, scale = _batched_direction(scenario, market, params, cols)
         dr = np.where(bounds_low[:, None], dirs["reward_min"], 0.0) + np.where(bounds_high[:, None], dirs["reward_max"], 0.0)
         prims_c = {k: prims0[k][..., None] + 1j * h * dirs[k] for k in prims0}
         rhs = _evaluate(market, regime, prims_c, r[:, None] + 1j * h * dr)["foc"].imag / h
         if lu is not None:
             dr[inner] = -lu.solve(np.ascontiguousarray(rhs[inner]))
         vals = _evaluate(market, regime, prims_c, r[:, None] + 1j * h * dr)
-        for name in out:
-            out[name].append(sp.csc_matrix(vals[name].imag / h))
+        for name in out:  # per unit of the parameter (the direction was per unit of its scale)
+            out[name].append(sp.csc_matrix(vals[name].imag / (h * scale)))
     return {name: sp.hstack(mats).tocsc() if mats else None for name, mats in out.items()}
 
 
@@ -560,18 +567,19 @@ def continuation_solve(scenario: Scenario, rewards: np.ndarray, *, solver: str |
 
 
 def block_differences(scenario: Scenario, rewards: np.ndarray, block: int, params: list[Parameter],
-                      columns: list[int], *, central: bool, step: float = DIFFERENCE_STEP):
-    """Difference quotients of ASP ``block``'s outputs by warm-started re-solves of its sub-market.
+                      columns: list[int], *, step: float = DIFFERENCE_STEP):
+    """One-sided difference quotients of ASP ``block``'s outputs by warm-started re-solves of its sub-market.
 
-    Returns (rows of MU outputs (mu index array), {output: (left (K, B), right (K, B))}, failures).
-    ``central``: left = right = central difference (smooth variants); else one-sided.
+    Returns (MU indices of the block, {output: (left (K, B), right (K, B))}, failures): left
+    = (O(p) - O(p - h)) / h, right = (O(p + h) - O(p)) / h with h = ``step`` |p| (``step``
+    when p = 0); NaN on a side whose step leaves the field's valid range.
     """
     market = Market.from_scenario(scenario)
     sub, mus = _block_scenario(scenario, market, block)
     r0 = np.asarray(rewards, dtype=float)[mus]
-    # the one-sided base is the same tight continuation at the unperturbed value (not r0 itself,
-    # which a looser solve left up to ~sqrt(tolerance) away along a kink's continuum)
-    base = None if central else _outputs(continuation_solve(sub, r0))
+    # the base is the same tight continuation at the unperturbed value (not r0 itself, which a
+    # looser solve left up to ~sqrt(tolerance) away along a kink's continuum)
+    base = _outputs(continuation_solve(sub, r0))
     left = {k: [] for k in MU_OUTPUTS + ASP_OUTPUTS}
     right = {k: [] for k in left}
     failures = 0
@@ -582,24 +590,18 @@ def block_differences(scenario: Scenario, rewards: np.ndarray, block: int, param
         outs = {}
         for sign in (+1, -1):
             try:
-                res = continuation_solve(with_parameter(sub, local, p.value + sign * h), r0)
-                failures += int(res.status != "converged")
-                outs[sign] = _outputs(res)
-            except Exception:  # an invalid step (e.g. below a bound): that side is not reported
-                failures += 1
+                moved = Scenario.from_dict(with_parameter(sub, local, p.value + sign * h).to_dict())
+            except UserError:  # the step leaves the field's valid range: that side is not reported
                 outs[sign] = None
+                continue
+            res = continuation_solve(moved, r0)
+            failures += int(res.status != "converged")
+            outs[sign] = _outputs(res)
         for k in left:
-            up = outs[+1][k] if outs[+1] is not None else None
-            down = outs[-1][k] if outs[-1] is not None else None
-            if central:
-                size = len(mus) if k in MU_OUTPUTS else 1
-                d = (up - down) / (2 * h) if up is not None and down is not None else np.full(size, np.nan)
-                left[k].append(d)
-                right[k].append(d)
-            else:
-                right[k].append((up - base[k]) / h if up is not None else np.full(len(base[k]), np.nan))
-                left[k].append((base[k] - down) / h if down is not None else np.full(len(base[k]), np.nan))
-    pack = {k: (np.array(left[k]).T if left[k] else None, np.array(right[k]).T if right[k] else None) for k in left}
+            nan = np.full(len(base[k]), np.nan)
+            right[k].append((outs[+1][k] - base[k]) / h if outs[+1] is not None else nan)
+            left[k].append((base[k] - outs[-1][k]) / h if outs[-1] is not None else nan)
+    pack = {k: (np.array(left[k]).T, np.array(right[k]).T) for k in left}
     return mus, pack, failures
 
 
@@ -637,49 +639,42 @@ def equilibrium_sensitivity(scenario: Scenario, rewards: np.ndarray, *, kink_tol
     Sensitivity
     """
     market = Market.from_scenario(scenario)
+    if not market.is_closed_form:
+        raise NotImplementedError(
+            f"sensitivity needs the closed-form follower (bandwidth_model='linear', asp_cost='linear'); "
+            f"this scenario has bandwidth_model={market.bandwidth_model!r}, asp_cost={market.asp_cost!r}")
     r = np.asarray(rewards, dtype=float)
     params = scenario_parameters(scenario)
     P = len(params)
     blocks_of = np.array([p.block for p in params])
+    kinked = detect_regime(market, r, kink_tolerance).kink_blocks(market)
+    r = polish(market, r, movable=~kinked[market.mu_asp])  # first-order residual ~1e-7 -> rounding
+    regime = detect_regime(market, r, kink_tolerance)
+    kinked = regime.kink_blocks(market, foc_tolerance=FOC_TOLERANCE)
     base = _outputs(_evaluate_at(scenario, r))
     left = {k: sp.lil_matrix((len(base[k]), P)) for k in base}
     right = {k: sp.lil_matrix((len(base[k]), P)) for k in base}
     method = np.array(["implicit"] * P, dtype=object)
+    smooth_cols = [j for j in range(P) if blocks_of[j] < 0 or not kinked[blocks_of[j]]]
+    if smooth_cols:
+        mats = _implicit(scenario, market, r, regime, params, smooth_cols)
+        for k in base:
+            left[k][:, smooth_cols] = mats[k]
+            right[k][:, smooth_cols] = mats[k]
+    if progress:
+        progress(len(smooth_cols))
     failures = 0
-    if market.is_closed_form:
-        kinked = detect_regime(market, r, kink_tolerance).kink_blocks(market)
-        r = polish(market, r, movable=~kinked[market.mu_asp])  # first-order residual ~1e-7 -> rounding
-        regime = detect_regime(market, r, kink_tolerance)
-        kinked = regime.kink_blocks(market, foc_tolerance=FOC_TOLERANCE)
-        kinks = regime.describe(market, kinked)
-        smooth_cols = [j for j in range(P) if blocks_of[j] < 0 or not kinked[blocks_of[j]]]
-        if smooth_cols:
-            mats = _implicit(scenario, market, r, regime, params, smooth_cols)
-            for k in base:
-                left[k][:, smooth_cols] = mats[k]
-                right[k][:, smooth_cols] = mats[k]
-        if progress:
-            progress(len(smooth_cols))
-        diff_blocks, central = np.flatnonzero(kinked), False
-    else:
-        kinked = np.ones(market.n_asps, bool)
-        kinks = []
-        diff_blocks, central = np.arange(market.n_asps), True
-        if np.any(blocks_of < 0):  # market-wide link fields would need a whole-market re-solve
-            raise NotImplementedError("sensitivity to [market] link fields is not available for model variants")
-    for n in diff_blocks:
+    for n in np.flatnonzero(kinked):
         cols = [j for j in range(P) if blocks_of[j] == n]
-        mus, pack, fails = block_differences(scenario, r, int(n), params, cols, central=central)
+        mus, pack, fails = block_differences(scenario, r, int(n), params, cols)
         failures += fails
         for k, (lo, hi) in pack.items():
             rows = mus if k in MU_OUTPUTS else np.array([n])
-            if lo is None:
-                continue
             left[k][np.ix_(rows, cols)] = lo
             right[k][np.ix_(rows, cols)] = hi
-        method[cols] = "finite-difference" if central else "one-sided"
+        method[cols] = "one-sided"
         if progress:
             progress(len(cols))
     return Sensitivity(parameters=params, base=base, left={k: v.tocsc() for k, v in left.items()},
-                       right={k: v.tocsc() for k, v in right.items()}, method=method, kinks=kinks,
-                       kink_blocks=kinked, continuation_failures=failures)
+                       right={k: v.tocsc() for k, v in right.items()}, method=method,
+                       kinks=regime.describe(market, kinked), kink_blocks=kinked, continuation_failures=failures)
