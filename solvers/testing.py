@@ -18,6 +18,8 @@ Strategies (each yields a validated :class:`market.scenario.Scenario`):
   problems decouple and the equilibrium is unique) or ``"kink"`` (one ASP's compute
   capacity set just below its demand at the slack equilibrium, so the equilibrium sits at the
   capacity's kink, where it need not be unique; linear model only);
+* :func:`with_slack_capacities`, :func:`with_capacity_at_kink` -- the two constructions as
+  plain functions, to build a slack or kinked version of a given scenario;
 * :func:`scenario_family` -- perturbations of a user's own scenario within relative bounds
   (shrinks towards the unperturbed scenario).
 
@@ -68,7 +70,7 @@ def _require(condition: bool, message: str) -> None:
 
 
 # ============================================================================ strategies
-def _slack_capacities(scenario: Scenario, margin: float = 2.0) -> Scenario:
+def with_slack_capacities(scenario: Scenario, margin: float = 2.0) -> Scenario:
     """Capacities ``margin`` times the largest demand any reward profile in the boxes creates,
     so that no capacity binds: pi = unit cost everywhere (needs positive unit costs)."""
     market = Market.from_scenario(scenario)
@@ -82,8 +84,10 @@ def _slack_capacities(scenario: Scenario, margin: float = 2.0) -> Scenario:
     return dataclasses.replace(scenario, asps=tuple(asps))
 
 
-def _kink_capacity(scenario: Scenario, asp: int, shortfall: float) -> Scenario:
-    """Set ``asp``'s compute capacity to (1 - shortfall) of its demand at the slack equilibrium."""
+def with_capacity_at_kink(scenario: Scenario, asp: int, shortfall: float) -> Scenario:
+    """Set ``asp``'s compute capacity to (1 - shortfall) of its demand at the equilibrium of
+    ``scenario`` (use a slack scenario, :func:`with_slack_capacities`): for a small shortfall
+    (about 1e-3 to 2e-2) the new equilibrium sits at that capacity's kink (linear model)."""
     market = Market.from_scenario(scenario)
     result = solvers.solve(market, "implicit-gradient", tolerance=1e-10)
     demand = market.per_asp_sum(np.sqrt(market.timeliness_compute_need * result.rewards))[asp]
@@ -138,7 +142,7 @@ def scenarios(draw, *, asps: tuple[int, int] = (1, 4), mus: tuple[int, int] = (1
         mus_[m] = dataclasses.replace(mus_[m], weights=QoEWeights(accuracy=0.5, tokens=0.5, timeliness=0.0))
         scn = dataclasses.replace(scn, mus=tuple(mus_))
     if regime in ("slack", "kink"):
-        scn = _slack_capacities(scn)
+        scn = with_slack_capacities(scn)
     if regime == "kink":
         market = Market.from_scenario(scn)
         counts = np.bincount(market.mu_asp[market.weight_timeliness > 0], minlength=market.n_asps)
@@ -148,7 +152,7 @@ def scenarios(draw, *, asps: tuple[int, int] = (1, 4), mus: tuple[int, int] = (1
         asp = int(draw(st.sampled_from(candidates.tolist())))
         shortfall = draw(st.floats(0.001, 0.02))
         for _ in range(4):  # a large shortfall can leave the equilibrium strictly binding: shrink it
-            kinked = _kink_capacity(scn, asp, shortfall)
+            kinked = with_capacity_at_kink(scn, asp, shortfall)
             if _sits_at_kink(kinked, asp):
                 break
             shortfall /= 4
