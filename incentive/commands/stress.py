@@ -58,7 +58,7 @@ def run(args) -> int:
     from market.errors import UserError
     from market.scenario import load_scenario
     from solvers.registry import REGISTRY
-    from solvers.stress import parse_perturbations
+    from solvers.stress import OUTCOMES, parse_perturbations
 
     from incentive.stress import DEFAULT_PERTURB, StressConfig, format_report, ranked_sensitivity, run_stress, \
         write_report
@@ -71,6 +71,8 @@ def run(args) -> int:
         raise UserError("--seed must be >= 0")
     if args.solver is not None and args.solver not in REGISTRY:
         raise UserError(f"--solver: unknown solver {args.solver!r}; available: {', '.join(sorted(REGISTRY))}")
+    if args.worst_by not in OUTCOMES[:-1]:
+        raise UserError(f"--worst-by must be one of {', '.join(OUTCOMES[:-1])}, got {args.worst_by!r}")
     perturb = parse_perturbations(args.perturb) if args.perturb else dict(DEFAULT_PERTURB)
     scenario = load_scenario(args.scenario)  # bad file: exit 2 before any work
     out = args.out or f"results/stress-{scenario.market.name}"
