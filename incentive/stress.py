@@ -13,7 +13,7 @@ What this module is for: :func:`run_stress` runs the steps on typed records and
 
 Files: ``report.md``, ``stress.json``, ``equilibrium.json`` (the reference result),
 ``uniqueness.csv``, ``sensitivity.csv`` (every parameter, ranked), ``sensitivity_full.npz``
-(every per-MU/per-ASP derivative, sparse COO), ``tornado.png``, ``robustness.csv``,
+(every per-MU/per-ASP derivative, sparse COO; skipped above :data:`FULL_NPZ_LIMIT`), ``tornado.png``, ``robustness.csv``,
 ``robustness.png``, ``worst_case.toml``. Plots use matplotlib's Agg backend.
 
 May import: everything (``incentive`` is the top layer); nothing imports it.
@@ -166,14 +166,25 @@ def _csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def _npz_bytes(sens) -> bytes:
-    arrays = {"parameters": np.array([p.name for p in sens.parameters]), "method": sens.method.astype(str)}
-    for side, mats in (("left", sens.left), ("right", sens.right)):
-        for name, mat in mats.items():
-            coo = mat.tocoo()
-            arrays[f"{name}_{side}_row"], arrays[f"{name}_{side}_col"] = coo.row, coo.col
-            arrays[f"{name}_{side}_data"] = coo.data
-            arrays[f"{name}_shape"] = np.array(mat.shape)
+#: Above this many stored derivatives ``sensitivity_full.npz`` is not written (it would be
+#: hundreds of MB for a 20 x 1,000 market; the ranked aggregates are still written).
+FULL_NPZ_LIMIT = 3_000_000
+
+
+def _npz_bytes(sens) -> bytes | None:
+    """Every per-entity derivative as sparse COO arrays: the right side of every parameter and the
+    left side of the one-sided ones (elsewhere left == right); None above :data:`FULL_NPZ_LIMIT`."""
+    one_sided = np.flatnonzero(sens.one_sided)
+    mats = {f"{name}_right": mat for name, mat in sens.right.items()}
+    mats.update({f"{name}_left": sens.left[name][:, one_sided] for name in sens.left})
+    if sum(m.nnz for m in mats.values()) > FULL_NPZ_LIMIT:
+        return None
+    arrays = {"parameters": np.array([p.name for p in sens.parameters]), "method": sens.method.astype(str),
+              "one_sided_columns": one_sided}
+    for key, mat in mats.items():
+        coo = mat.tocoo()
+        arrays[f"{key}_row"], arrays[f"{key}_col"] = coo.row.astype(np.int32), coo.col.astype(np.int32)
+        arrays[f"{key}_data"], arrays[f"{key}_shape"] = coo.data, np.array(mat.shape)
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     return buf.getvalue()
@@ -279,7 +290,7 @@ def format_report(report: StressReport, sens_rows: list[dict] | None = None, top
                 cells.append(f"{hi:+.4g}" if row["method"] != "one-sided" else f"{lo:+.4g} / {hi:+.4g}")
             lines.append(f"| {row['label']} | {row['method']} | " + " | ".join(cells) + " |")
         lines += ["", "Figure: `tornado.png`; every parameter in `sensitivity.csv`; per-MU and per-ASP derivatives "
-                      "in `sensitivity_full.npz`."]
+                      "in `sensitivity_full.npz` (not written above 3 million derivatives)."]
     lines += ["", "## Robustness", ""]
     rob = report.robustness
     if rob is None:
@@ -350,7 +361,11 @@ def write_report(report: StressReport, out_dir: str | Path) -> list[Path]:
                                       "continuation_failures": sens.continuation_failures,
                                       "top": sens_rows[:50]}
             put("sensitivity.csv", _csv(sens_rows))
-            put("sensitivity_full.npz", _npz_bytes(sens))
+            full = _npz_bytes(sens)
+            if full is not None:
+                put("sensitivity_full.npz", full)
+            else:
+                summary["sensitivity"]["full"] = f"not written: more than {FULL_NPZ_LIMIT} derivatives"
             put("tornado.png", plot_tornado(sens_rows, f"{report.scenario.market.name}: effect of a 10 % parameter "
                                                        f"change (linearised, top {TORNADO_ROWS})"))
         else:
