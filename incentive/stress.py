@@ -381,7 +381,7 @@ def write_report(report: StressReport, out_dir: str | Path) -> list[Path]:
                                          **{k: r.get(k, "") for k in OUTCOMES}} for r in rob.records]))
             put("robustness.png", plot_robustness(rob))
             if rob.worst is not None:
-                write_scenario(rob.scenarios[rob.worst], stage / "worst_case.toml")
+                write_scenario(rob.draw(rob.worst), stage / "worst_case.toml")
                 names.append("worst_case.toml")
         put("stress.json", summary)
         put("report.md", format_report(report, sens_rows))
