@@ -38,7 +38,7 @@ difference quotients of their slower re-solves cost minutes per scenario.
 Nothing here is a general-purpose AD tool (the project has no JAX); the complex step needs
 only numpy, which is why it is written here.
 
-May import: numpy, scipy, ``market`` and ``solvers.registry`` / ``solvers.certificate``.
+May import: numpy, scipy, ``market`` and ``solvers`` (registry, result, ascent, implicit_gradient).
 """
 from __future__ import annotations
 

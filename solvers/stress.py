@@ -125,7 +125,8 @@ def map_solves(tasks: list, job: SolveJob, *, workers: int = 2, progress=None) -
 
 
 def outcomes(result) -> dict[str, float]:
-    """Market-wide outcomes of a solved result (money or QoE; see :data:`OUTCOMES`)."""
+    """Market-wide outcomes of a solved result (money or QoE; see :data:`OUTCOMES`). Welfare is MU
+    utility + ASP profit = sum theta Q - resource cost, as in ``solvers.mechanisms.METRICS``."""
     table = result.asp_table()
     util, profit = float(np.sum(result.utility)), float(np.sum(table["profit"]))
     return {"welfare": util + profit, "mu_utility_total": util, "asp_profit_total": profit,
