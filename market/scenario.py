@@ -172,7 +172,7 @@ class Scenario:
 
     def to_dict(self) -> dict:
         """The TOML document (``None`` fields omitted) that :meth:`from_dict` reads back."""
-        out: dict[str, Any] = {"market": _drop_none(asdict(self.market))}
+        out: dict[str, Any] = {"market": market_table(self.market)}
         out["asp"] = [_drop_none(asdict(a)) for a in self.asps]
         out["mu"] = [_drop_none(asdict(m)) for m in self.mus]
         for name, table in self.extra_tables.items():
@@ -182,6 +182,12 @@ class Scenario:
     def asp_index(self) -> dict[str, int]:
         """Map ASP name -> index."""
         return {a.name: i for i, a in enumerate(self.asps)}
+
+
+def market_table(config: MarketConfig) -> dict:
+    """The ``[market]`` table as a plain dict (what :meth:`Scenario.to_dict` writes), without
+    converting the ASPs and MUs."""
+    return _drop_none(asdict(config))
 
 
 def load_scenario(path: str | Path) -> Scenario:

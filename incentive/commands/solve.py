@@ -37,7 +37,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the command; returns the exit code."""
     from market.errors import UserError
-    from market.scenario import load_scenario
+    from market.scenario import load_scenario, market_table
     from solvers.registry import REGISTRY, solve
 
     if args.list_solvers:
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     result = solve(scenario, solver, tolerance=args.tolerance, max_iterations=args.max_iterations, **options)
     data = result.to_dict()
     data["scenario_file"] = str(args.scenario)
-    data["scenario_config"] = scenario.to_dict()["market"]
+    data["scenario_config"] = market_table(scenario.market)
     data["command_time_s"] = time.perf_counter() - started
     if args.out:
         from market.atomic import atomic_write_json
