@@ -213,8 +213,12 @@ def _regret_chunk(market: Market, r: np.ndarray, idx: np.ndarray, points: int, p
     rows = np.arange(idx.size)
     best_x = grid[rows, best_i]
     best_v = values[rows, best_i]
-    lo = grid[rows, np.maximum(best_i - 1, 0)]
-    hi = grid[rows, np.minimum(best_i + 1, points - 1)]
+    # the bracket: the nearest grid points strictly below and above the best one (the linear
+    # and geometric halves share both ends of the box, so index +-1 can be the same point)
+    below = np.sum(grid < best_x[:, None], axis=1) - 1
+    above = points - np.sum(grid > best_x[:, None], axis=1)
+    lo = grid[rows, np.maximum(below, 0)]
+    hi = grid[rows, np.minimum(above, points - 1)]
     px, pv, a, b = golden_max(value, lo, hi, polish, return_bracket=True)
     better = pv > best_v
     best_x, best_v = np.where(better, px, best_x), np.where(better, pv, best_v)
