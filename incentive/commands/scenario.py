@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from incentive import args as types
+
 
 def register(subparsers) -> None:
     """Add the ``scenario`` parser with its ``new`` and ``check`` sub-commands."""
@@ -17,9 +19,9 @@ def register(subparsers) -> None:
                               description="Create (new) or validate (check) market scenario files.")
     sub = p.add_subparsers(dest="scenario_command", metavar="ACTION")
     new = sub.add_parser("new", help="write a seeded random scenario")
-    new.add_argument("--asps", type=int, required=True, help="number of ASPs (>= 1)")
-    new.add_argument("--mus", type=int, required=True, help="number of MUs (>= 1)")
-    new.add_argument("--seed", type=int, default=0, help="random seed (>= 0)")
+    new.add_argument("--asps", type=types.count(1, 100_000), required=True, help="number of ASPs (>= 1)")
+    new.add_argument("--mus", type=types.count(1, 10_000_000), required=True, help="number of MUs (>= 1)")
+    new.add_argument("--seed", type=types.seed, default=0, help="random seed (>= 0)")
     new.add_argument("--out", default=None, help="output file (default: print to stdout)")
     new.add_argument("--name", default=None, help="scenario name")
     new.add_argument("--bandwidth-model", choices=("linear", "shannon"), default="linear")
@@ -41,6 +43,10 @@ def run_new(args: argparse.Namespace) -> int:
         raise UserError("--asps and --mus must be at least 1")
     if args.seed < 0:
         raise UserError("--seed must be >= 0")
+    if args.out is not None:
+        from incentive.outdir import check_output_file
+
+        check_output_file(args.out)
     scenario = generate_scenario(args.asps, args.mus, args.seed, name=args.name,
                                  bandwidth_model=args.bandwidth_model, asp_cost=args.asp_cost)
     if args.out:
