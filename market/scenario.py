@@ -10,7 +10,7 @@ in ``docs/market.md`` (format version :data:`SCENARIO_VERSION`).
 Validation is hand-written (no schema library is a dependency of the project) because the
 messages must name the file and the dotted field, e.g. ``mu[3].weights.accuracy``.
 
-May import: the standard library, ``tomli_w`` and ``market.errors`` / ``market.atomic``.
+May import: the standard library, ``tomli_w`` and ``market.errors`` / ``market.atomic`` / ``market.bounds``.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from market.atomic import atomic_write_text
+from market.bounds import check_scenario as check_scenario_bounds
 from market.errors import ScenarioError
 
 #: Version of the scenario file format written by this code (``[market] version``).
@@ -249,7 +250,10 @@ class _Fields:
         if kind == "float":
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise self.error(key, f"must be a number, got {_type_name(value)} {value!r}")
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:  # a TOML integer beyond double precision
+                raise self.error(key, f"is too large to be a number ({len(str(value))} digits)") from None
             if not math.isfinite(value):
                 raise self.error(key, f"must be finite, got {value!r}")
         elif kind == "int":
@@ -299,7 +303,9 @@ def _parse(data: Any, file: str) -> Scenario:
             if not isinstance(data[name], dict):
                 raise ScenarioError(f"must be a table, got {_type_name(data[name])}", file=file, field=name)
             extra[name] = data[name]
-    return Scenario(market=market, asps=tuple(asps), mus=tuple(mus), extra_tables=extra, file=file)
+    scenario = Scenario(market=market, asps=tuple(asps), mus=tuple(mus), extra_tables=extra, file=file)
+    check_scenario_bounds(scenario)  # physical ranges (market.bounds): every derived quantity stays finite
+    return scenario
 
 
 def _unique(names: list[str], array: str, file: str) -> None:
