@@ -59,8 +59,8 @@ PROVISIONING_BOUNDS: dict[str, Bound] = {
     "objective.penalty_per_user": Bound(0.0, 1e6, "on the scale of qoe_weight"),
     "objective.penalty_budget": Bound(0.0, 1e6, "on the scale of qoe_weight"),
     "latency.max_latency_s": Bound(1e-3, 1e6, "s: a millisecond to eleven days"),
-    "latency.time_per_trial_s": Bound(1e-6, 1e5, "s per trial"),
-    "latency.link_rate_bps": Bound(1.0, 1e15, "bit/s"),
+    "latency.time_per_trial_s": Bound(1e-6, 1e5, "s per trial: a microsecond to a day"),
+    "latency.link_rate_bps": Bound(1.0, 1e15, "bit/s: one bit per second to a petabit link"),
     "latency.image_bits": Bound(0.0, 1e13, "bits per image: up to a terabyte"),
     "channel.nakagami_m": Bound(0.5, 100.0, "Nakagami shape; 0.5 is the smallest the distribution allows, "
                                 "100 is already a fixed channel"),
