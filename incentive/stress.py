@@ -326,8 +326,11 @@ def _probe_json(probe) -> dict:
                             "rewards": eq.rewards, "utility": eq.utility} for eq in probe.equilibria]}
 
 
-def write_report(report: StressReport, out_dir: str | Path) -> list[Path]:
-    """Write the report folder (whole or not at all); returns the files written."""
+def write_report(report: StressReport, out_dir) -> list[Path]:
+    """Write the report folder (whole or not at all); returns the files written.
+
+    ``out_dir``: a path, or the plan ``incentive.outdir.check_output_dir`` returned (the command
+    checks the output policy before any work)."""
     from incentive.outdir import staged_output_dir
     from market.scenario import write_scenario
 
