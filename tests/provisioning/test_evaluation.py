@@ -7,22 +7,23 @@ import numpy as np
 import pytest
 
 from provisioning.evaluation import evaluate_policy, held_out_states, oracle_utilities, spread
-from tests.provisioning._toy_bandit import ToyBanditEnv, ToyRandomPolicy, ToyStaticPolicy, best_action, toy_oracle_utility
+from tests.provisioning._toy_bandit import (
+    ToyBanditEnv,
+    ToyOraclePolicy,
+    ToyRandomPolicy,
+    ToyStaticPolicy,
+    best_action,
+    toy_oracle_utility,
+)
 
 
-class _OraclePolicy:
-    def act(self, obs):
-        return best_action(obs)
+class _ObservationOracle:
+    """Acts from observations only (the toy observation is the state itself)."""
 
+    name = "best"
 
-class _AllocatingPolicy:
-    """A policy with ``allocate``: evaluation must use it instead of ``act``."""
-
-    def allocate(self, state):
-        return np.ones(1, dtype=int), best_action(state)
-
-    def act(self, obs):  # pragma: no cover - must not be called
-        raise AssertionError("allocate() should have been used")
+    def act(self, obs, states=None):
+        return np.stack([best_action(o) for o in np.atleast_2d(obs)])
 
 
 def _setup(n=16):
@@ -34,9 +35,9 @@ def _setup(n=16):
 def test_oracle_policy_scores_one_and_others_less():
     env, states, oracle = _setup()
     assert np.allclose(oracle, 1.0)
-    best = evaluate_policy(env, _OraclePolicy(), states, oracle, name="best")
-    assert best.fraction_of_oracle == pytest.approx(1.0, abs=1e-6)
-    assert evaluate_policy(env, _AllocatingPolicy(), states, oracle).fraction_of_oracle == pytest.approx(1.0, abs=1e-6)
+    best = evaluate_policy(env, _ObservationOracle(), states, oracle)
+    assert best.policy == "best" and best.fraction_of_oracle == pytest.approx(1.0, abs=1e-6)
+    assert evaluate_policy(env, ToyOraclePolicy(), states, oracle).fraction_of_oracle == pytest.approx(1.0, abs=1e-12)
     static = evaluate_policy(env, ToyStaticPolicy(), states, oracle, name="static")
     random = evaluate_policy(env, ToyRandomPolicy(seed=0), states, oracle, name="random")
     assert random.fraction_of_oracle < static.fraction_of_oracle < 1.0
