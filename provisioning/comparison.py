@@ -279,7 +279,7 @@ def write_plots(out: str | Path, summary: dict) -> list[str]:
     for name, build in (("learning_curves.png", _learning_curves), ("converged_utility.png", _converged_bars)):
         fig, note = build(summary)
         if note:
-            fig.text(0.01, 0.01, note, fontsize=7, color="dimgray")
+            fig.text(0.01, -0.01, note, fontsize=7, color="dimgray", va="top")  # below the x label
             notes.append(f"{name}: {note}")
         atomic_write_png(Path(out) / name, fig, dpi=120)
     return notes
