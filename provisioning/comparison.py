@@ -208,7 +208,7 @@ def _y_axis(ax, values, top: float) -> str | None:
         ax.set_ylim(min(LINEAR_FLOOR, lowest - 0.05), top)
         return None
     ax.set_yscale("symlog", linthresh=1.0)
-    ax.set_ylim(lowest * 1.5, top)
+    ax.set_ylim(lowest * 2.0, top)  # room for the value printed under the lowest bar
     return f"y axis symmetric-log below -1 (lowest value {lowest:.3g}): nothing is cut"
 
 
@@ -264,8 +264,8 @@ def _converged_bars(summary: dict):
     ax.axhline(0.95, ls="--", color="gray", lw=0.8)
     note = _y_axis(ax, [policies[n]["fraction_of_oracle"]["min"] for n in order], 1.1)
     seeds = summary["seeds"]
-    spread_words = "mean, range" if seeds > 1 else "one seed, no spread"
-    ax.set_title(f"Converged utility: {spread_words} over {seeds} seed{'s' if seeds > 1 else ''}")
+    ax.set_title(f"Converged utility: mean, range over {seeds} seeds" if seeds > 1
+                 else "Converged utility: one seed (n=1, no spread)")
     return fig, note
 
 
