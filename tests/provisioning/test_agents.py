@@ -89,6 +89,7 @@ def test_the_oracle_policy_decodes_to_the_optimum():
     values = oracle_utilities(problem.oracle_utility, STATES[:3])
     ev = evaluate_policy(env, problem.baseline("oracle"), STATES[:3], values)
     assert ev.fraction_of_oracle == pytest.approx(1.0, abs=1e-12)
+    assert ev.mean_qoe is not None and ev.mean_cost is not None and ev.mean_cost > 0  # the env's breakdown
 
 
 def test_best_of_k_takes_k_from_the_policy_configuration():
