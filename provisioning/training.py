@@ -4,7 +4,7 @@ What this module is for: :func:`train` runs one learner (any entry of
 :mod:`provisioning.agents.registry`) for a budget of environment steps. Like Stable-Baselines3's
 ``OffPolicyAlgorithm`` (which owns collection, replay, save and load while ``TD3.train`` only
 updates), this module owns everything common -- the run folder, the validation curve, the
-checkpoints, resume and the Ctrl-C guard -- and each agent supplies a :class:`Trainer` that
+checkpoints, resume and the Ctrl-C/SIGTERM guard -- and each agent supplies a :class:`Trainer` that
 takes environment steps with its own update and saves its own state.
 
 A run folder holds:
@@ -20,7 +20,7 @@ Every ``eval_every`` steps (on the grid of multiples of ``eval_every``, also aft
 current policy is evaluated on fixed validation states (utility as a fraction of the oracle:
 the learning curve) and a checkpoint is written. ``resume=True`` continues from the latest
 checkpoint (a killed run loses at most the steps since it); a finished run is not repeated.
-Ctrl-C writes a checkpoint at the current step, including the metrics logged since the last
+Ctrl-C or SIGTERM writes a checkpoint at the current step, including the metrics logged since the last
 evaluation, so a resumed run's learning curve equals an uninterrupted one (wall-clock fields
 aside). D3PG resumes bit-for-bit; SB3 runs resume from the saved model and replay buffer, which
 SB3 does not make bit-identical.
@@ -184,31 +184,47 @@ def warmup_warning(agent: str, learner_config, total_steps: int) -> str | None:
 
 
 class InterruptGuard:
-    """Defers the first Ctrl-C (SIGINT) to the next step boundary.
+    """Defers the first Ctrl-C (SIGINT) or SIGTERM to the next step boundary.
 
-    The loop checks :attr:`requested` after each environment step, writes a checkpoint and
-    raises :class:`KeyboardInterrupt`; a second Ctrl-C interrupts at once (the last checkpoint
-    stays valid: every write is atomic). Outside the main thread it does nothing.
+    The loop checks :attr:`requested` after each environment step, writes a checkpoint and calls
+    :meth:`stop`, which hands the signal to the handler that was installed before (so a command
+    line that turns SIGTERM into its own interrupt still sees it) and raises
+    :class:`KeyboardInterrupt`. A second signal stops at once (the last checkpoint stays valid:
+    every write is atomic). Outside the main thread it does nothing.
     """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous = None
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
 
     def _handler(self, signum, frame) -> None:
         if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
+            self._raise(signum)
+        self.requested, self.signum = True, signum
+
+    def _raise(self, signum: int) -> None:
+        previous = self._previous.get(signum)
+        if callable(previous):
+            previous(signum, None)  # e.g. the CLI's SIGTERM handler raises its own interrupt
+        raise KeyboardInterrupt
+
+    def stop(self) -> None:
+        """Leave after the checkpoint: the deferred signal's own interrupt."""
+        self._raise(self.signum if self.signum is not None else signal.SIGINT)
 
     def __enter__(self) -> "InterruptGuard":
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handler)
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}
 
 
 # --------------------------------------------------------------------------- the run folder
@@ -385,10 +401,10 @@ def _run(trainer, spec: AgentSpec, config: TrainConfig, run_dir: Path, saved: di
                 chunk_start = time.perf_counter()
                 pending += trainer.advance(target, lambda: guard.requested, lambda: bar.update(1))
                 interval_seconds += time.perf_counter() - chunk_start
-                if guard.requested:  # Ctrl-C: stop at this step boundary with a checkpoint
+                if guard.requested:  # Ctrl-C or SIGTERM: stop at this step boundary with a checkpoint
                     trainer.interrupted()
                     checkpoint()
-                    raise KeyboardInterrupt
+                    guard.stop()
                 ev = validation.evaluate(trainer.validation_policy(), config.agent)
                 curve.append({
                     "step": trainer.steps_done, "fraction_of_oracle": ev.fraction_of_oracle,

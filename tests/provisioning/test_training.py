@@ -90,6 +90,24 @@ def test_ctrl_c_checkpoints_and_resume_is_exact(tmp_path, monkeypatch):
     ]
 
 
+def test_sigterm_is_deferred_to_a_checkpoint_like_ctrl_c(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    original_step = ToyBanditEnv.step
+
+    def step_then_sigterm(self, action):
+        calls["n"] += 1
+        if calls["n"] == 50:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original_step(self, action)
+
+    monkeypatch.setattr(ToyBanditEnv, "step", step_then_sigterm)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, "terminated", steps=80)
+    progress = json.loads((tmp_path / "terminated" / "progress.json").read_text())
+    assert progress["steps_done"] == 50 and not progress["finished"]
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the guard put the handler back
+
+
 def test_crash_resumes_from_the_last_periodic_checkpoint(tmp_path, monkeypatch):
     reference = _run(tmp_path, "reference")
     calls = {"n": 0}
