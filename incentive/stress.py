@@ -20,7 +20,6 @@ May import: everything (``incentive`` is the top layer); nothing imports it.
 """
 from __future__ import annotations
 
-import csv
 import io
 import time
 from dataclasses import dataclass, field
@@ -28,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from market.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text, json_ready
+from market.atomic import (atomic_write_bytes, atomic_write_json, atomic_write_png, atomic_write_text, csv_text,
+                           json_ready)
 
 #: Perturbation used when the user gives none (relative bounds).
 DEFAULT_PERTURB = {"compute_capacity": 0.2, "bandwidth_capacity": 0.2}
@@ -156,14 +156,11 @@ def ranked_sensitivity(sens) -> list[dict]:
 
 
 def _csv(rows: list[dict]) -> str:
+    """CSV text of dict rows (``market.atomic.csv_text``, the project's one CSV writer)."""
     if not rows:
         return ""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
-    return buf.getvalue()
+    header = list(rows[0])
+    return csv_text(header, [[repr(v) if isinstance(v, float) else v for v in (r[k] for k in header)] for r in rows])
 
 
 #: Above this many stored derivatives ``sensitivity_full.npz`` is not written (it would be
@@ -200,15 +197,8 @@ def _pyplot():
     return plt
 
 
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
-    return buf.getvalue()
-
-
-def plot_tornado(rows: list[dict], title: str) -> bytes:
-    """Tornado chart: % change of MU utility and ASP profit for a -10 % / +10 % parameter change
+def plot_tornado(rows: list[dict], title: str):
+    """Tornado chart (a matplotlib figure): % change of MU utility and ASP profit for a -10 % / +10 % parameter change
     (linearised: elasticity x 10 %, the left elasticity for the decrease, the right for the increase)."""
     plt = _pyplot()
     top = [r for r in rows if np.isfinite(r["rank_score"])][:TORNADO_ROWS][::-1]
@@ -228,11 +218,11 @@ def plot_tornado(rows: list[dict], title: str) -> bytes:
     axes[0].legend(fontsize=8, loc="lower left")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return _png(fig)
+    return fig
 
 
-def plot_robustness(rob) -> bytes:
-    """Histograms of the outcomes over the certified draws, with the unperturbed value."""
+def plot_robustness(rob):
+    """Histograms of the outcomes over the certified draws, with the unperturbed value (a figure)."""
     plt = _pyplot()
     keys = ("welfare", "mu_utility_total", "asp_profit_total", "mean_qoe")
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.4))
@@ -250,7 +240,7 @@ def plot_robustness(rob) -> bytes:
     bounds = ", ".join(f"{k} +-{100 * v:g}%" for k, v in rob.perturb.items())
     fig.suptitle(f"{len(rob.records)} draws ({bounds}); {100 * rob.certified_fraction:.1f}% certified", fontsize=10)
     fig.tight_layout()
-    return _png(fig)
+    return fig
 
 
 # ============================================================================ text and files
@@ -339,7 +329,9 @@ def write_report(report: StressReport, out_dir) -> list[Path]:
     with staged_output_dir(out_dir) as stage:
         def put(name, data):
             names.append(name)
-            if isinstance(data, bytes):
+            if hasattr(data, "savefig"):
+                atomic_write_png(stage / name, data)
+            elif isinstance(data, bytes):
                 atomic_write_bytes(stage / name, data)
             elif isinstance(data, str):
                 atomic_write_text(stage / name, data)

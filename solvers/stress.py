@@ -68,7 +68,12 @@ class SolveJob:
     """Solve tolerance (None: the scenario's)."""
 
 
-def _init_worker(job: SolveJob) -> None:
+def _init_worker(job: SolveJob, in_pool: bool = False) -> None:
+    """Keep ``job`` for the tasks; a pool worker ignores Ctrl-C (the parent stops the pool)."""
+    if in_pool:
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     _WORKER["job"] = job
 
 
@@ -116,7 +121,7 @@ def map_solves(tasks: list, job: SolveJob, *, workers: int = 2, progress=None) -
 
     out = []
     chunk = max(1, len(tasks) // (8 * workers))  # fewer round trips; still a smooth progress bar
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(job,)) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(job, True)) as pool:
         for record in pool.map(_solve_task, tasks, chunksize=chunk):
             out.append(record)
             if progress:
