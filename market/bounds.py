@@ -98,7 +98,7 @@ MARKET_BOUNDS: dict[str, Bound] = {
     "mu.reward_max": Bound(1e-9, 1e6, "money per unit QoE (see value_per_qoe)"),
     "mu.spectral_efficiency": Bound(1e-6, 100.0, "bit/s/Hz: the best links carry about 30"),
     "mu.distance_m": Bound(1e-2, 1e6, "m: a centimetre to a thousand kilometres"),
-    "mu.qoe_required": Bound(-1e6, 1.0, "QoE is at most 1 (weights sum to 1)"),
+    "mu.qoe_required": Bound(-1e6, 1.0, "QoE is at most 1 (weights sum to 1): a higher floor is infeasible"),
 }
 
 #: Spectral efficiency implied by ``distance_m`` must lie in this range (same as the field).

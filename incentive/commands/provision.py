@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from incentive import args as types
+from incentive.args import no_action as _no_action
 
 AGENT_CHOICES = ("d3pg", "ppo", "sac", "ddpg", "td3")
 POLICY_CHOICES = AGENT_CHOICES + ("static", "random", "oracle")
@@ -74,7 +75,7 @@ def register(subparsers) -> None:
     ship.add_argument("--episodes", type=types.count(1, 10**6), default=DEFAULT_EVAL_STATES, help="held-out states for the card (default 256)")
     ship.set_defaults(func=run_ship)
 
-    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
+    parser.set_defaults(func=lambda args: _no_action("provision", ("train", "evaluate", "compare", "ship")))
 
 
 # --------------------------------------------------------------------------- helpers

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 from incentive import args as types
+from incentive.args import no_action as _no_action
 
 
 def register(subparsers) -> None:
@@ -30,7 +31,7 @@ def register(subparsers) -> None:
     check = sub.add_parser("check", help="validate a scenario file")
     check.add_argument("file", help="scenario TOML file")
     check.set_defaults(func=run_check)
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+    p.set_defaults(func=lambda args: _no_action("scenario", ("new", "check")))
 
 
 def run_new(args: argparse.Namespace) -> int:
