@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "provision": ("incentive.commands.provision", "train, evaluate and compare provisioning policies"),
     "backend": ("incentive.commands.backend", "measure the diffusion backend (accuracy, tokens, latency)"),
     "run": ("incentive.commands.run", "end-to-end: market -> provisioning -> measured generation"),
+    "stress": ("incentive.commands.stress", "stress-test an equilibrium: uniqueness, sensitivity, robustness"),
 }
 
 
