@@ -36,6 +36,10 @@ CI_EXAMPLES = {"scenario_check": 1000, "provisioning_check": 400, "arguments": 5
 NIGHTLY_EXAMPLES = {"scenario_check": 20000, "provisioning_check": 8000, "arguments": 10000, "solve": 1000}
 
 
+#: The nightly size runs past the suite's 600 s per-test limit (pytest-timeout): lift it there.
+pytestmark = [pytest.mark.timeout(0)] if PROFILE == "nightly" else []
+
+
 def fuzz_settings(name: str):
     """Hypothesis settings of one fuzz test at the active profile's size."""
     nightly = PROFILE == "nightly"
