@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from incentive import args as types
+from incentive.args import no_action as _no_action
 from provisioning.agents.registry import BASELINE_POLICIES, available_agents
 
 AGENT_CHOICES = available_agents()
@@ -75,7 +76,7 @@ def register(subparsers) -> None:
     ship.add_argument("--episodes", type=types.count(1, 10**6), default=DEFAULT_EVAL_STATES, help="held-out states for the card (default 256)")
     ship.set_defaults(func=run_ship)
 
-    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
+    parser.set_defaults(func=lambda args: _no_action("provision", ("train", "evaluate", "compare", "ship")))
 
 
 # --------------------------------------------------------------------------- helpers
