@@ -41,18 +41,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _check_out(path, overwrite: bool) -> None:
-    from pathlib import Path
-
-    from market.errors import UserError
-
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise UserError(f"--out {out}: folder exists and is not empty; pass --overwrite to replace it")
-
-
 def run(args) -> int:
     """Run the command; returns the exit code."""
     from market.errors import UserError
@@ -76,7 +64,11 @@ def run(args) -> int:
     perturb = parse_perturbations(args.perturb) if args.perturb else dict(DEFAULT_PERTURB)
     scenario = load_scenario(args.scenario)  # bad file: exit 2 before any work
     out = args.out or f"results/stress-{scenario.market.name}"
-    _check_out(out, args.overwrite)
+    from incentive.outdir import check_output_dir
+
+    out = check_output_dir(out, command="stress", overwrite=args.overwrite,
+                           identity={"scenario": str(args.scenario), "starts": args.starts,
+                                     "samples": args.samples, "seed": args.seed})
     config = StressConfig(scenario=args.scenario, starts=args.starts, samples=args.samples, perturb=perturb,
                           seed=args.seed, solver=args.solver, workers=args.workers,
                           sensitivity=not args.no_sensitivity, worst_by=args.worst_by)
@@ -85,5 +77,5 @@ def run(args) -> int:
     if not args.quiet:
         rows = ranked_sensitivity(report.sensitivity) if report.sensitivity is not None else []
         print(format_report(report, rows))
-        print(f"report written to {out}/ ({len(paths)} files)")
+        print(f"report written to {out.path}/ ({len(paths)} files)")
     return 0 if report.result.status == "converged" else 1

@@ -21,7 +21,8 @@ def test_report_folder_has_every_file(tmp_path, capsys):
     assert code == 0
     names = {p.name for p in out.iterdir()}
     assert names == {"report.md", "stress.json", "equilibrium.json", "uniqueness.csv", "sensitivity.csv",
-                     "sensitivity_full.npz", "tornado.png", "robustness.csv", "robustness.png", "worst_case.toml"}
+                     "sensitivity_full.npz", "tornado.png", "robustness.csv", "robustness.png", "worst_case.toml",
+                     ".incentive.json"}  # the output-policy marker (incentive.outdir)
     data = json.loads((out / "stress.json").read_text())
     assert data["uniqueness"]["unique"] is True and data["uniqueness"]["summary"].startswith("unique (spread")
     assert data["robustness"]["perturb"] == {"compute_capacity": 0.2, "weights": 0.05}
