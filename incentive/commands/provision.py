@@ -51,7 +51,8 @@ def register(subparsers) -> None:
     evaluate.add_argument("--run", help="a training output folder (with seed_* runs); default for d3pg: the shipped policy")
     evaluate.add_argument("--episodes", type=types.count(1, 10**6), default=DEFAULT_EVAL_STATES, help="held-out states (default 256)")
     evaluate.add_argument("--seed", type=types.seed, default=None, help="seed of the held-out states (default: the fixed test seed)")
-    evaluate.add_argument("--best-of-k", type=types.count(1, 1024), default=None, help="D3PG: K of the best-of-K evaluation ranked by the critic (default: the policy's config)")
+    evaluate.add_argument("--best-of-k", type=types.count(1, 1024), default=None,
+                          help="D3PG: K of the best-of-K evaluation ranked by the critic (default: the policy's config)")
     evaluate.add_argument("--out", help="write the JSON here (atomically); it is always printed")
     evaluate.set_defaults(func=run_evaluate)
 
