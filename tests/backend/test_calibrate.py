@@ -33,9 +33,10 @@ def test_base_scenario_gets_measured_profile(tmp_path):
     market_scenario = pytest.importorskip("market.scenario")
     from provisioning.backend.calibration import write_calibrated_scenario
 
-    profiles = {"digits-small": {"accuracy": 0.5, "seconds_per_token": 0.01, "max_tokens": 16}}
+    profiles = {"digits-small": {"accuracy": 0.5, "seconds_per_token": 0.01, "max_tokens": 16, "bits_per_output": 2048}}
     first = write_calibrated_scenario(profiles, tmp_path / "a.toml")
     second = write_calibrated_scenario({"digits-small": {"accuracy": 0.7, "seconds_per_token": 0.02,
-                                                         "max_tokens": 16}}, tmp_path / "b.toml", base_scenario=first)
+                                                         "max_tokens": 16, "bits_per_output": 2048}},
+                                      tmp_path / "b.toml", base_scenario=first)
     asp = market_scenario.load_scenario(second).asps[0]
     assert asp.accuracy == 0.7 and asp.seconds_per_token == 0.02

@@ -16,7 +16,8 @@ def test_measure_fields_are_consistent(small_model, evaluator):
     assert res.transmission_s == pytest.approx(res.bits / 1e5)
     assert res.latency_s == pytest.approx(res.compute_s + res.transmission_s)
     assert res.latency_ci95[0] <= res.latency_s <= res.latency_ci95[1]
-    assert res.seconds_per_token == pytest.approx(res.compute_s / 16)
+    assert res.seconds_per_token == pytest.approx(res.compute_s / (2 * 16))  # per generated token
+    assert res.cpu_seconds_per_token == pytest.approx(res.cpu_s / (2 * 16))
     assert res.device == "cpu" and res.config["steps"] == 3
     assert len(res.per_request["correct"]) == 6 and res.accuracy == np.mean(res.per_request["correct"])
 
