@@ -169,7 +169,7 @@ def policy_headline(slots: list[SlotRecord], provision: str) -> dict | None:
 
 
 def summarise(result, users: list[UserRecord], asps: list[AspRecord], slots: list[SlotRecord], provision: str,
-              rounds: list, converged: bool, certified: bool) -> dict:
+              rounds: list, converged: bool, certified: bool, held: list | None = None) -> dict:
     """The headline figures (``result.json``'s ``summary``)."""
     mk = result.market
     gaps = [u.qoe_gap for u in users if u.qoe_gap is not None]
@@ -189,7 +189,7 @@ def summarise(result, users: list[UserRecord], asps: list[AspRecord], slots: lis
         "mean_qoe_modelled": _mean([u.modelled.qoe for u in users]),
         "mean_qoe_measured": _mean([u.measured.qoe for u in users]),
         "tokens_measured_equal_modelled": all(u.measurement["tokens"] == u.modelled.tokens for u in users),
-        "rounds": len(rounds), "converged": bool(converged),
+        "rounds": len(rounds), "converged": bool(converged), "held_users": list(held or []),
         "rewards_interior": int(np.sum(~at_floor & ~at_cap)), "rewards_at_floor": int(np.sum(at_floor)),
         "rewards_at_cap": int(np.sum(at_cap)),
         "binding_capacities": [f"{a.name}.{r}" for a in asps for r in ("compute", "bandwidth")

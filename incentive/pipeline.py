@@ -51,10 +51,10 @@ class PipelineConfig:
     """Who picks trials and powers: ``"d3pg"`` (the shipped diffusion policy) or ``"oracle"``."""
     calibrate: bool = False
     """Calibrate the scenario's models first (as ``incentive backend calibrate``) and run on it."""
-    samples: int = 200
+    samples: int = 120
     """Requests measured per user (accuracy CI half-width about ``1/sqrt(samples)``)."""
-    calibration_samples: int = 200
-    """Requests per calibration point with ``calibrate``."""
+    calibration_samples: int = 150
+    """Requests per calibration point with ``calibrate`` (the shipped default was calibrated with 150)."""
     seed: int = 0
     """Run seed: user states, measurement and calibration requests derive from it."""
     solver: str | None = None
@@ -299,36 +299,47 @@ class Priced:
     trials: np.ndarray
     power: np.ndarray
     ber: np.ndarray
+    held: np.ndarray
+    """bool (M,): users held at their priced trials after a 2-cycle."""
 
 
 def price_trials(inputs: Inputs, setup, config: PipelineConfig, log: Callable[[str], None], notes: list) -> Priced:
-    """Market <-> provisioning fixed point (``docs/pipeline.md``, "Trials priced by the market")."""
+    """Market <-> provisioning fixed point (``docs/pipeline.md``, "Trials priced by the market").
+
+    A user whose decided trials return to the value the market priced the round before (a
+    2-cycle) is *held*: from then on it keeps the trials the market last priced. The loop has
+    converged when no other user changes trials and no priced accuracy moves by more than
+    ``accuracy_tolerance``; ``held`` lists the held users (empty for a plain fixed point).
+    """
     from provisioning.coupling import build_slots, decide_slots, priced_market, user_decisions
 
     n = inputs.market.n_mus
-    trials, ber, previous = np.ones(n, dtype=np.int64), np.zeros(n), None
+    trials, ber, previous_rewards, before = np.ones(n, dtype=np.int64), np.zeros(n), None, None
     accuracy = priced_market(inputs.market, trials, ber, inputs.accuracy_tables).accuracy_received
-    rounds = []
+    rounds, held = [], np.zeros(n, dtype=bool)
     for r in range(1, config.max_rounds + 1):
         result = solve_market(priced_market(inputs.market, trials, ber, inputs.accuracy_tables),
                               config.solver or inputs.scenario.market.solver, config, inputs.scenario.file, log)
         slots = build_slots(inputs.scenario, result, setup, config.seed, notes if r == 1 else None)
-        decisions = decide_slots(slots, setup.policy, setup.best_of_k)
-        new_trials, power, new_ber = user_decisions(slots, decisions, n)
+        decisions = decide_slots(slots, setup.policy, setup.best_of_k, seed_of(config.seed, 4, 1))
+        decided, power, new_ber = user_decisions(slots, decisions, n)
+        if before is not None:
+            held |= (decided != trials) & (decided == before)
+        new_trials = np.where(held, trials, decided)
         new_accuracy = priced_market(inputs.market, new_trials, new_ber, inputs.accuracy_tables).accuracy_received
         changed, moved = int(np.sum(new_trials != trials)), float(np.max(np.abs(new_accuracy - accuracy), initial=0.0))
-        rounds.append(RoundRecord(r, result.status, result.status == "converged", trials.tolist(), new_trials.tolist(),
-                                  changed, moved, None if previous is None else
-                                  float(np.max(np.abs(result.rewards - previous), initial=0.0))))
+        rounds.append(RoundRecord(r, result.status, result.status == "converged", trials.tolist(), decided.tolist(),
+                                  changed, moved, None if previous_rewards is None else
+                                  float(np.max(np.abs(result.rewards - previous_rewards), initial=0.0)),
+                                  int(held.sum())))
         log(f"      round {r}: market {result.status}; {changed} user(s) change trials, priced accuracy moves "
-            f"{moved:.4f}")
+            f"{moved:.4f}" + (f", {int(held.sum())} held after a cycle" if held.any() else ""))
         if changed == 0 and moved <= config.accuracy_tolerance:
-            return Priced(result, slots, decisions, rounds, True, trials, power, new_ber)
-        trials, ber, accuracy, previous = new_trials, new_ber, new_accuracy, result.rewards
+            return Priced(result, slots, decisions, rounds, True, trials, power, new_ber, held)
+        before, trials, ber, accuracy, previous_rewards = trials, new_trials, new_ber, new_accuracy, result.rewards
     notes.append(f"The market <-> provisioning loop did NOT converge in {config.max_rounds} rounds: users are "
                  "measured with the trials the final market priced, and provisioning would still change some.")
-    priced_trials = np.asarray(rounds[-1].trials_priced)
-    return Priced(result, slots, decisions, rounds, False, priced_trials, power, ber)
+    return Priced(result, slots, decisions, rounds, False, np.asarray(rounds[-1].trials_priced), power, ber, held)
 
 
 def measure_users(priced: Priced, inputs: Inputs, backend: Backend, config: PipelineConfig,
@@ -413,7 +424,9 @@ def run_pipeline(scenario_path: str | Path, out_dir: str | Path, config: Pipelin
                              priced.trials, priced.power, priced.ber, inputs.calibration_samples)
         asps = asp_records(priced.result, users, inputs.models)
         certified = all(r.certified for r in priced.rounds[-1:])
-        summary = summarise(priced.result, users, asps, slots, config.provision, priced.rounds, priced.converged, certified)
+        held = [mu_names[m] for m in np.flatnonzero(priced.held)]
+        summary = summarise(priced.result, users, asps, slots, config.provision, priced.rounds, priced.converged,
+                            certified, held)
         standard_notes(notes, config, inputs, setup, slots, users)
         timings["total_s"] = time.perf_counter() - clock
         pipeline_result = PipelineResult(

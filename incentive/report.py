@@ -211,7 +211,9 @@ def _summary_rows(result) -> list[list[Any]]:
         ["certificate", f"{'passed' if cert.get('passed') else 'NOT passed'}: KKT residual {_f(cert.get('kkt_residual'), '.1e')}, "
                         f"max relative regret {_f(cert.get('max_relative_regret'), '.1e')}, tolerance {_f(cert.get('tolerance'), '.0e')}"],
         ["market <-> provisioning", f"{'converged' if s['converged'] else 'NOT converged'} in {s['rounds']} round(s) "
-                                    f"(trials unchanged, priced accuracy within {cfg['accuracy_tolerance']:g})"],
+                                    f"(trials unchanged, priced accuracy within {cfg['accuracy_tolerance']:g})"
+                                    + (f"; {len(s['held_users'])} user(s) held at their priced trials after their "
+                                       f"decision cycled: {', '.join(s['held_users'][:10])}" if s["held_users"] else "")],
         ["mean QoE modelled / measured", f"{_f(s['mean_qoe_modelled'])} / {_f(s['mean_qoe_measured'])}"],
         ["QoE gap (measured - modelled): mean, mean abs, max abs",
          f"{_f(s['mean_qoe_gap'], '+.3f')}, {_f(s['mean_abs_qoe_gap'])}, {_f(s['max_abs_qoe_gap'])}"],
@@ -278,9 +280,13 @@ def render_markdown(result, plots: list[str]) -> str:
               "Each round the market prices the trials and BERs provisioning chose (best-of-N accuracy from the "
               "measured tables, N-fold compute and payload), then provisioning re-decides every slot at the new "
               "rewards and allocations.", "",
-              _table(["round", "market", "users changing trials", "largest priced-accuracy move", "largest reward move"],
-                     [[r["round"], r["market_status"], r["users_changing_trials"], _f(r["max_accuracy_change"], ".4f"),
-                       _f(r["max_reward_change"], ".3g")] for r in result.rounds]), ""]
+              _table(["round", "market", "users changing trials", "users held after a cycle",
+                      "largest priced-accuracy move", "largest reward move"],
+                     [[r["round"], r["market_status"], r["users_changing_trials"], r["users_held"],
+                       _f(r["max_accuracy_change"], ".4f"), _f(r["max_reward_change"], ".3g")] for r in result.rounds]), "",
+              "A user whose decided trials return to the value the market priced the round before (a 2-cycle) is "
+              "held at the trials the market last priced; its provisioning decision at the final equilibrium is in "
+              "`result.json` (`rounds[-1].trials_decided`).", ""]
     lines += ["## Modelled vs measured QoE per user", "",
               "Modelled: the market's QoE at the equilibrium, with the user's trials priced (best-of-N accuracy at its "
               "trials and BER, N generations of compute, N outputs sent). Measured: the same formula "

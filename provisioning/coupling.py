@@ -322,6 +322,8 @@ class SlotSpec:
         Market indices of the slot's real users.
     users : tuple of int
         Market indices of the problem's users (``mus`` plus padding copies when padded).
+    partial : bool
+        Fewer real users than the slot size ``Q``.
     padded : bool
         A partial slot filled with weight-0 copies of its last user for the fixed-size policy.
     method : str
@@ -340,6 +342,7 @@ class SlotSpec:
     asp: str
     mus: tuple
     users: tuple
+    partial: bool
     padded: bool
     method: str
     config: ProvisioningConfig
@@ -411,7 +414,7 @@ def build_slots(scenario, result, setup: SlotSetup, seed: int, notes: list | Non
                           [d["quality_threshold"] for d in derived], p_total)
             method = "d3pg" if setup.provision == "d3pg" and setup.policy is not None and (not partial or pad) else "oracle"
             slots.append(SlotSpec(name=f"{asp.name}#{s}", asp=asp.name, mus=tuple(idx), users=tuple(users),
-                                  padded=pad, method=method, config=cfg, state=state,
+                                  partial=partial, padded=pad, method=method, config=cfg, state=state,
                                   quality_model=qm if qm is not None else cfg.quality, derived=derived,
                                   latency=record))
     return slots
@@ -452,8 +455,11 @@ class SlotDecision:
     oracle_exact: bool
 
 
-def _policy_actions(specs: list[SlotSpec], policy, best_of_k: int | None) -> list[np.ndarray]:
-    """The policy's actions for ``specs`` (one batched call)."""
+def _policy_actions(specs: list[SlotSpec], policy, best_of_k: int | None, seed: int) -> list[np.ndarray]:
+    """The policy's actions for ``specs`` (one batched call, its sampling seeded by ``seed`` so that the
+    same slots give the same decisions in every round of the fixed point)."""
+    import torch
+
     from provisioning.env import observation_of
 
     obs = np.stack([observation_of(s.config, s.state) for s in specs])
@@ -461,14 +467,15 @@ def _policy_actions(specs: list[SlotSpec], policy, best_of_k: int | None) -> lis
         raise UserError(f"the D3PG policy expects {policy.actor.obs_dim} observations "
                         f"({(policy.actor.obs_dim - 1) // 4} users), the slots have {obs.shape[1]}; "
                         "run with `--provision oracle` or train a policy for them")
+    generator = torch.Generator().manual_seed(int(seed))
     if best_of_k and best_of_k > 1 and policy.critic is not None:
-        return list(policy.act_best_of_k(obs, k=best_of_k))
-    return list(policy.act(obs))
+        return list(policy.act_best_of_k(obs, k=best_of_k, generator=generator))
+    return list(policy.act(obs, generator=generator))
 
 
-def decide_slots(specs: list[SlotSpec], policy=None, best_of_k: int | None = None) -> list[SlotDecision]:
+def decide_slots(specs: list[SlotSpec], policy=None, best_of_k: int | None = None, seed: int = 0) -> list[SlotDecision]:
     """Trials and powers for every slot: the oracle for all (vectorised over slots of the same
-    ASP and ``N_max``), the policy (one batched call) for the slots it decides."""
+    ASP and ``N_max``), the policy (one batched call, seeded by ``seed``) for the slots it decides."""
     from provisioning.env import decode_action
     from provisioning.oracle import oracle_allocations_per_state
     from provisioning.qoe import evaluate_allocation
@@ -483,7 +490,7 @@ def decide_slots(specs: list[SlotSpec], policy=None, best_of_k: int | None = Non
         for i, answer in zip(members, answers):
             oracle[i] = answer
     run_policy = [i for i, s in enumerate(specs) if s.method == "d3pg"] if policy is not None else []
-    actions = dict(zip(run_policy, _policy_actions([specs[i] for i in run_policy], policy, best_of_k))) if run_policy else {}
+    actions = dict(zip(run_policy, _policy_actions([specs[i] for i in run_policy], policy, best_of_k, seed))) if run_policy else {}
     decisions = []
     for i, s in enumerate(specs):
         policy_utility = None
@@ -531,6 +538,8 @@ class RoundRecord:
     """Largest change of a priced accuracy (best-of-N at the new trials and BER) this round caused."""
     max_reward_change: float | None
     """Largest change of a reward from the previous round (``None`` in the first)."""
+    users_held: int = 0
+    """Users held at their priced trials after their decision cycled (2-cycle), so far."""
 
 
 @dataclass
@@ -563,13 +572,12 @@ class SlotRecord:
 
 def slot_record(spec: SlotSpec, decision: SlotDecision, mu_names) -> SlotRecord:
     """The :class:`SlotRecord` of a decided slot."""
-    partial = len(spec.mus) < spec.config.num_users or spec.padded
     label = decision.method + (" (padded)" if spec.padded else "") + (
-        " (partial slot)" if partial and not spec.padded else "")
+        " (partial slot)" if spec.partial and not spec.padded else "")
     u, o = decision.policy_utility, decision.oracle_utility
     return SlotRecord(
         slot=spec.name, asp=spec.asp, users=[mu_names[m] for m in spec.mus], size=len(spec.mus),
-        partial=bool(partial), padded=spec.padded, method=label, p_total_w=spec.state.p_total_w,
+        partial=spec.partial, padded=spec.padded, method=label, p_total_w=spec.state.p_total_w,
         max_trials=int(spec.config.max_trials), weights=list(spec.config.objective.user_weights),
         trials=decision.trials.tolist(), power_w=decision.power.tolist(), utility=decision.utility,
         oracle_utility=o, policy_utility=u, fraction_of_oracle=(u / o) if (u is not None and o > 0) else None,

@@ -37,9 +37,9 @@ def register(subparsers) -> None:
                    help="calibrate the scenario's models first (as `incentive backend calibrate`) and run on the "
                         "calibrated scenario")
     p.add_argument("--quick", action="store_true", help="few samples (seconds; for tests and a first look)")
-    p.add_argument("--samples", type=int, default=None, help="requests measured per user (default 200; 6 with --quick)")
+    p.add_argument("--samples", type=int, default=None, help="requests measured per user (default 120; 6 with --quick)")
     p.add_argument("--calibration-samples", type=int, default=None,
-                   help="requests per calibration point (default 200; 10 with --quick)")
+                   help="requests per calibration point (default 150; 10 with --quick)")
     p.add_argument("--max-rounds", type=int, default=10,
                    help="most rounds of the market <-> provisioning fixed point (default 10)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -88,7 +88,7 @@ def summary_lines(result: dict) -> list[str]:
                      f"{calibrate_command(result['scenario_file'])}")
     lines.append(f"incentive run: {result['market'].get('scenario')}: market {s['market_status']}, {s['users']} users in "
                  f"{s['slots']} slots; market <-> provisioning {'converged' if s['converged'] else 'NOT converged'} in "
-                 f"{s['rounds']} round(s)")
+                 f"{s['rounds']} round(s)" + (f" ({len(s['held_users'])} user(s) held after a cycle)" if s["held_users"] else ""))
     fmt = lambda x, spec=".3f": "-" if x is None else format(x, spec)  # noqa: E731
     lines.append(f"  mean QoE modelled {fmt(s['mean_qoe_modelled'])}, measured {fmt(s['mean_qoe_measured'])}; mean |gap| "
                  f"{fmt(s['mean_abs_qoe_gap'])}, max |gap| {fmt(s['max_abs_qoe_gap'])} (sampling noise: mean 95% "
