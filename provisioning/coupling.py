@@ -172,10 +172,14 @@ def provisioning_document(table: Mapping | None, source: str) -> dict:
     path = Path(ref) if Path(ref).suffix else provisioning_scenarios_dir() / f"{ref}.toml"
     try:
         base = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, IsADirectoryError):
+    except FileNotFoundError:
         raise ScenarioError(f"no provisioning scenario {ref!r} ({path})", file=source,
                             field="provisioning.scenario") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError:
+        raise ScenarioError("not UTF-8 text (a binary file?)", file=path) from None
+    except OSError as exc:
+        raise ScenarioError(f"cannot read it ({exc.strerror or exc})", file=source, field="provisioning.scenario") from None
+    except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"not valid TOML: {exc}", file=path) from None
     return _deep_merge(base, table)
 
