@@ -16,7 +16,7 @@ What this module is for
    provisioning re-decides every slot at the new rewards and allocations
    (``provisioning.coupling.build_slots`` / ``decide_slots``, batched); it stops when no user's
    trials change and no priced accuracy moves by more than ``accuracy_tolerance``.
-4. **Measure the users** (:func:`measure_users`): each user's requests with its trials through a
+4. **Measure the users** (:func:`incentive.measuring.measure_users`): each user's requests with its trials through a
    link at its BER, by the backend's one batched measurement (``measure_groups``).
 5. **Assemble the typed records** (``incentive.assemble``; records of ``provisioning.coupling``).
 6. **Write the report** (``incentive.report``) and ``result.json``, into a staged folder
@@ -246,29 +246,7 @@ def solve_market(market, solver: str, config: PipelineConfig, file, log: Callabl
     return result
 
 
-@dataclass
-class Backend:
-    """Loaded backend models (by name) and the evaluator."""
-
-    models: dict
-    evaluator: Any
-    device: str = "cpu"
-
-
-def load_backend(models: dict, config: PipelineConfig) -> Backend:
-    """Load every model the ASPs run, and the evaluator (torch single-threaded: CPU time is the work)."""
-    import torch
-
-    from provisioning.backend.evaluator import load_evaluator
-    from provisioning.backend.measurement import device_name
-    from provisioning.backend.models import load_model
-
-    torch.set_num_threads(1)
-    loaded = {name: load_model(name, device=config.device) for name in sorted(set(models.values()))}
-    return Backend(loaded, load_evaluator(), device_name(next(iter(loaded.values()))) if loaded else "cpu")
-
-
-def calibrate_inputs(inputs: Inputs, backend: Backend, config: PipelineConfig, stage: Path,
+def calibrate_inputs(inputs: Inputs, backend, config: PipelineConfig, stage: Path,
                      log: Callable[[str], None]) -> tuple[Inputs, dict]:
     """Calibrate the scenario's models (``incentive backend calibrate``'s function and defaults,
     the run's seed and ``calibration_samples``) into ``stage/calibration``; the calibrated inputs."""
@@ -306,15 +284,16 @@ class Priced:
 def price_trials(inputs: Inputs, setup, config: PipelineConfig, log: Callable[[str], None], notes: list) -> Priced:
     """Market <-> provisioning fixed point (``docs/pipeline.md``, "Trials priced by the market").
 
-    A user whose decided trials return to the value the market priced the round before (a
-    2-cycle) is *held*: from then on it keeps the trials the market last priced. The loop has
+    A user caught in a 2-cycle (priced ``a, b, a`` and deciding ``b`` again) is *held*: from
+    then on it keeps the trials the market last priced. The loop has
     converged when no other user changes trials and no priced accuracy moves by more than
     ``accuracy_tolerance``; ``held`` lists the held users (empty for a plain fixed point).
     """
     from provisioning.coupling import build_slots, decide_slots, priced_market, user_decisions
 
     n = inputs.market.n_mus
-    trials, ber, previous_rewards, before = np.ones(n, dtype=np.int64), np.zeros(n), None, None
+    trials, ber, previous_rewards = np.ones(n, dtype=np.int64), np.zeros(n), None
+    priced = [trials]
     accuracy = priced_market(inputs.market, trials, ber, inputs.accuracy_tables).accuracy_received
     rounds, held = [], np.zeros(n, dtype=bool)
     for r in range(1, config.max_rounds + 1):
@@ -323,8 +302,8 @@ def price_trials(inputs: Inputs, setup, config: PipelineConfig, log: Callable[[s
         slots = build_slots(inputs.scenario, result, setup, config.seed, notes if r == 1 else None)
         decisions = decide_slots(slots, setup.policy, setup.best_of_k, seed_of(config.seed, 4, 1))
         decided, power, new_ber = user_decisions(slots, decisions, n)
-        if before is not None:
-            held |= (decided != trials) & (decided == before)
+        if len(priced) >= 3:
+            held |= (decided != trials) & (decided == priced[-2]) & (priced[-3] == trials)
         new_trials = np.where(held, trials, decided)
         new_accuracy = priced_market(inputs.market, new_trials, new_ber, inputs.accuracy_tables).accuracy_received
         changed, moved = int(np.sum(new_trials != trials)), float(np.max(np.abs(new_accuracy - accuracy), initial=0.0))
@@ -336,46 +315,11 @@ def price_trials(inputs: Inputs, setup, config: PipelineConfig, log: Callable[[s
             f"{moved:.4f}" + (f", {int(held.sum())} held after a cycle" if held.any() else ""))
         if changed == 0 and moved <= config.accuracy_tolerance:
             return Priced(result, slots, decisions, rounds, True, trials, power, new_ber, held)
-        before, trials, ber, accuracy, previous_rewards = trials, new_trials, new_ber, new_accuracy, result.rewards
+        trials, ber, accuracy, previous_rewards = new_trials, new_ber, new_accuracy, result.rewards
+        priced.append(trials)
     notes.append(f"The market <-> provisioning loop did NOT converge in {config.max_rounds} rounds: users are "
                  "measured with the trials the final market priced, and provisioning would still change some.")
     return Priced(result, slots, decisions, rounds, False, np.asarray(rounds[-1].trials_priced), power, ber, held)
-
-
-def measure_users(priced: Priced, inputs: Inputs, backend: Backend, config: PipelineConfig,
-                  log: Callable[[str], None]) -> list:
-    """Each user's ``samples`` requests with its trials at its BER (``measure_groups``, per model)."""
-    from provisioning.backend.measurement import RequestGroup, measure_groups
-
-    mk = priced.result.market
-    out = [None] * mk.n_mus
-    for model_name in sorted(set(inputs.models.values())):
-        mine = [m for m in range(mk.n_mus) if inputs.models.get(mk.asp_names[mk.mu_asp[m]]) == model_name]
-        groups = [RequestGroup(int(priced.trials[m]), config.samples, seed_of(config.seed, 1, m),
-                               (float(priced.ber[m]),)) for m in mine]
-        bar = _progress(config, sum(g.samples for g in groups), f"measuring {model_name}")
-        for m, meas in zip(mine, measure_groups(backend.models[model_name], groups, steps=config.steps,
-                                                evaluator=backend.evaluator, progress=bar)):
-            out[m] = meas
-        bar.close()
-    return out
-
-
-def _progress(config: PipelineConfig, total: int, label: str):
-    """A tqdm bar on stderr (silent when ``config.progress`` is off); called with requests done."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, desc=f"      {label}", unit="req", disable=not config.progress, leave=False,
-               file=sys.stderr, mininterval=0.5)
-
-    class _Bar:
-        def __call__(self, done: int) -> None:
-            bar.update(done - bar.n)
-
-        def close(self) -> None:
-            bar.close()
-
-    return _Bar()
 
 
 def _stderr(message: str) -> None:
@@ -390,6 +334,7 @@ def run_pipeline(scenario_path: str | Path, out_dir: str | Path, config: Pipelin
     a malformed scenario, unknown model, infeasible or uncertified market, or missing policy.
     """
     from incentive.assemble import asp_records, summarise, user_records
+    from incentive.measuring import load_backend, measure_users
     from incentive.outdir import staged_output_dir
     from incentive.report import standard_notes, write_report
     from market.atomic import atomic_write_json

@@ -284,7 +284,7 @@ def render_markdown(result, plots: list[str]) -> str:
                       "largest priced-accuracy move", "largest reward move"],
                      [[r["round"], r["market_status"], r["users_changing_trials"], r["users_held"],
                        _f(r["max_accuracy_change"], ".4f"), _f(r["max_reward_change"], ".3g")] for r in result.rounds]), "",
-              "A user whose decided trials return to the value the market priced the round before (a 2-cycle) is "
+              "A user caught in a 2-cycle (priced a, b, a and deciding b again) is "
               "held at the trials the market last priced; its provisioning decision at the final equilibrium is in "
               "`result.json` (`rounds[-1].trials_decided`).", ""]
     lines += ["## Modelled vs measured QoE per user", "",

@@ -37,7 +37,7 @@ import numpy as np
 
 from market.errors import ScenarioError, UserError
 from provisioning.channel import expected_ber, mean_snr_per_watt
-from provisioning.quality import InterpolatedQualityModel, QualityModel
+from provisioning.quality import InterpolatedQualityModel
 from provisioning.scenario import (
     DEFAULT_SCENARIO_NAME,
     LatencyParams,
