@@ -111,6 +111,10 @@ def _slot_row(s: dict) -> list[Any]:
 
 
 # ----------------------------------------------------------------------------- plots
+#: Most users drawn as bars in qoe_per_user.png (beyond: a modelled-vs-measured scatter).
+MAX_BARS = 60
+
+
 def _plots(result, out: Path) -> list[str]:
     import matplotlib
 
@@ -123,22 +127,31 @@ def _plots(result, out: Path) -> list[str]:
     names = [u["name"] for u in users]
     x = np.arange(len(users))
 
-    # modelled vs measured QoE per user
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(users) + 2), 4.2))
-    modelled = [u["modelled"]["qoe"] or 0.0 for u in users]
+    # modelled vs measured QoE per user (bars up to MAX_BARS users, a scatter beyond)
+    modelled = [_finite(u["modelled"]["qoe"]) or 0.0 for u in users]
     measured = [(_finite(u["measured"]["qoe"]) or 0.0) for u in users]
-    lo = [max(0.0, m - (_finite(u["measured_qoe_ci95"][0]) if _finite(u["measured_qoe_ci95"][0]) is not None else m))
-          for m, u in zip(measured, users)]
-    hi = [max(0.0, (_finite(u["measured_qoe_ci95"][1]) if _finite(u["measured_qoe_ci95"][1]) is not None else m) - m)
-          for m, u in zip(measured, users)]
-    ax.bar(x - 0.2, modelled, width=0.4, label="modelled (market)", color="#4C72B0")
-    ax.bar(x + 0.2, measured, width=0.4, yerr=[lo, hi], capsize=3, label="measured (backend, 95% CI)", color="#DD8452")
-    ax.set_xticks(x)
-    ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8)
-    ax.set_ylabel("QoE")
-    ax.set_title("QoE per user: market model vs measured generation")
-    ax.axhline(0, color="black", linewidth=0.6)
-    ax.grid(axis="y", alpha=0.3)
+    if len(users) > MAX_BARS:
+        fig, ax = plt.subplots(figsize=(5.5, 5.0))
+        ax.scatter(modelled, measured, s=4, alpha=0.4, color="#DD8452")
+        ends = [min(modelled + measured), max(modelled + measured)]
+        ax.plot(ends, ends, color="black", linewidth=0.8, label="measured = modelled")
+        ax.set_xlabel("modelled QoE (market)")
+        ax.set_ylabel("measured QoE (backend)")
+        ax.set_title(f"QoE of {len(users)} users: market model vs measured generation")
+    else:
+        fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(users) + 2), 4.2))
+        lo = [max(0.0, m - (_finite(u["measured_qoe_ci95"][0]) if _finite(u["measured_qoe_ci95"][0]) is not None else m))
+              for m, u in zip(measured, users)]
+        hi = [max(0.0, (_finite(u["measured_qoe_ci95"][1]) if _finite(u["measured_qoe_ci95"][1]) is not None else m) - m)
+              for m, u in zip(measured, users)]
+        ax.bar(x - 0.2, modelled, width=0.4, label="modelled (market)", color="#4C72B0")
+        ax.bar(x + 0.2, measured, width=0.4, yerr=[lo, hi], capsize=3, label="measured (backend, 95% CI)", color="#DD8452")
+        ax.set_xticks(x)
+        ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8)
+        ax.set_ylabel("QoE")
+        ax.set_title("QoE per user: market model vs measured generation")
+        ax.axhline(0, color="black", linewidth=0.6)
+    ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
     files.append("qoe_per_user.png")
@@ -179,7 +192,7 @@ def _plots(result, out: Path) -> list[str]:
         ax.scatter(r, [u["modelled"]["qoe"] or 0.0 for u in mine], marker="o", color=colour, label=f"{asp} modelled")
         ax.scatter(r, [(_finite(u["measured"]["qoe"]) or 0.0) for u in mine], marker="x", color=colour,
                    label=f"{asp} measured")
-        for u in mine:
+        for u in mine[:MAX_BARS]:
             ax.plot([u["reward"]] * 2, [u["modelled"]["qoe"] or 0.0, _finite(u["measured"]["qoe"]) or 0.0],
                     color=colour, alpha=0.4, linewidth=0.8)
     ax.set_xlabel("reward r_m (money per unit QoE)")
@@ -238,9 +251,13 @@ def _summary_rows(result) -> list[list[Any]]:
     return rows
 
 
+#: Most users listed in report.md's per-user tables (all of them are in users.csv and result.json).
+MAX_USERS_LISTED = 200
+
+
 def _user_rows_md(result) -> list[list[Any]]:
     rows = []
-    for u in result.users:
+    for u in result.users[:MAX_USERS_LISTED]:
         me, mo, ms, p = u["measurement"], u["modelled"], u["measured"], u["provisioning"]
         rows.append([u["name"], u["asp"], p["trials"], _f(p["power_w"], ".3f"), _f(p["ber"], ".1e"),
                      f"{_f(mo['accuracy'])} / {_f(me['accuracy'])} [{_f(me['accuracy_ci95'][0], '.2f')}, {_f(me['accuracy_ci95'][1], '.2f')}]",
@@ -293,7 +310,9 @@ def render_markdown(result, plots: list[str]) -> str:
               "(`market.qoe.qoe_formula`) on the backend's measured accuracy (judge, best of the user's trials, after "
               "the noisy link), tokens and latency (compute at unit compute / allotted compute + transmission of every "
               "trial's bits at the allotted rate). *noise*: the 95% half-width of the gap from sampling (measured and "
-              "calibrated accuracy, compute time); *model error*: the gap beyond it.", "",
+              "calibrated accuracy, compute time); *model error*: the gap beyond it."
+              + (f" The first {MAX_USERS_LISTED} of {len(result.users)} users are listed; all are in `users.csv`."
+                 if len(result.users) > MAX_USERS_LISTED else ""), "",
               _table(["MU", "ASP", "trials", "power W", "BER", "accuracy model / measured [CI]", "tokens model / measured",
                       "latency ms model / measured", "QoE model", "QoE measured [CI]", "gap", "noise", "model error"],
                      _user_rows_md(result)), "",
@@ -312,7 +331,7 @@ def render_markdown(result, plots: list[str]) -> str:
               "![resource use per ASP](resources_per_asp.png)", ""]
     rows = [[u["name"], _f(u["reward"], ".4g"), _f(u["value_per_qoe"], ".4g"), _f(u["modelled"]["payment"], ".4g"),
              _f(u["measured"]["payment"], ".4g"), _f(u["modelled"]["utility"], ".4g"), _f(u["measured"]["utility"], ".4g"),
-             _f(u["compute"], ".3g"), _f(u["bandwidth"], ".3g")] for u in result.users]
+             _f(u["compute"], ".3g"), _f(u["bandwidth"], ".3g")] for u in result.users[:MAX_USERS_LISTED]]
     lines += ["## Per user: payments and utilities", "",
               "Payment `r_m Q_m` and utility `(theta_m - r_m) Q_m`, at the modelled and at the measured QoE.", "",
               _table(["MU", "reward", "value per QoE", "payment model", "payment measured", "utility model",

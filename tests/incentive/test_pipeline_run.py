@@ -224,14 +224,14 @@ def test_malformed_scenario_names_file_and_field(tmp_path, capsys):
 
 
 def test_interrupt_leaves_no_partial_folder(tmp_path, monkeypatch):
-    from incentive import pipeline
+    from incentive import measuring
 
     scenario = _scenario(tmp_path, model="digits-large", mus=2)
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "measure_users", interrupted)
+    monkeypatch.setattr(measuring, "measure_users", interrupted)
     out = tmp_path / "out"
     assert main(["run", str(scenario), "--out", str(out), "--quick", "--provision", "oracle"]) == 130
     assert not out.exists() and _leftovers(tmp_path) == []
