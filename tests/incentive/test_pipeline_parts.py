@@ -200,3 +200,20 @@ def test_config_rejects_bad_values():
             PipelineConfig(**{field: value}).resolved()
     quick = PipelineConfig(quick=True).resolved()
     assert quick.samples <= 6 and quick.calibration_samples <= 10
+
+
+def test_a_calibrated_scenario_reads_its_tables_back():
+    """The default is calibrated: the market prices trials with its accuracy tables and provisioning
+    uses its measured quality tables (10 p on the 0-10 scale); the LLM example is not calibrated."""
+    from incentive.pipeline import PipelineConfig, check_inputs
+    from provisioning.quality import InterpolatedQualityModel
+
+    inputs = check_inputs("scenarios/default.toml", PipelineConfig(provision="oracle"))
+    assert inputs.uncalibrated == [] and set(inputs.accuracy_tables) == {0, 1, 2}
+    table = inputs.scenario.extra_tables["backend"]["calibrated"]["digits-small"]
+    model = inputs.setup.quality_models["asp0-small"]
+    assert isinstance(model, InterpolatedQualityModel)
+    assert model.mean_log_score[0] == pytest.approx(table["quality"]["mean_log_score"][0] + math.log(10.0))
+    assert table["accuracy_table"]["accuracy"][0][0] == pytest.approx(inputs.market.accuracy[0])
+    example = check_inputs("scenarios/llm-example.toml", PipelineConfig(provision="oracle"))
+    assert example.uncalibrated and example.accuracy_tables == {} and example.setup.quality_models == {}
