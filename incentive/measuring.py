@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from provisioning.coupling import seed_of
+from market.seeding import derive_seed
 
 
 @dataclass
@@ -46,7 +46,7 @@ def measure_users(priced, inputs, backend: Backend, config,
     out = [None] * mk.n_mus
     for model_name in sorted(set(inputs.models.values())):
         mine = [m for m in range(mk.n_mus) if inputs.models.get(mk.asp_names[mk.mu_asp[m]]) == model_name]
-        groups = [RequestGroup(int(priced.trials[m]), config.samples, seed_of(config.seed, 1, m),
+        groups = [RequestGroup(int(priced.trials[m]), config.samples, derive_seed(config.seed, 1, m, bits=31),
                                (float(priced.ber[m]),)) for m in mine]
         bar = _progress(config, sum(g.samples for g in groups), f"measuring {model_name}")
         for m, meas in zip(mine, measure_groups(backend.models[model_name], groups, steps=config.steps,

@@ -37,7 +37,8 @@ import numpy as np
 
 from market.atomic import json_ready
 from market.errors import InfeasibleError, MissingArtifactError, ScenarioError, UserError
-from provisioning.coupling import RESULT_SCHEMA_VERSION, RoundRecord, seed_of
+from market.seeding import derive_seed
+from provisioning.coupling import RESULT_SCHEMA_VERSION, RoundRecord
 
 PROVISION_METHODS = ("d3pg", "oracle")
 PARTIAL_SLOT_MODES = ("oracle", "pad")
@@ -300,7 +301,7 @@ def price_trials(inputs: Inputs, setup, config: PipelineConfig, log: Callable[[s
         result = solve_market(priced_market(inputs.market, trials, ber, inputs.accuracy_tables),
                               config.solver or inputs.scenario.market.solver, config, inputs.scenario.file, log)
         slots = build_slots(inputs.scenario, result, setup, config.seed, notes if r == 1 else None)
-        decisions = decide_slots(slots, setup.policy, setup.best_of_k, seed_of(config.seed, 4, 1))
+        decisions = decide_slots(slots, setup.policy, setup.best_of_k, derive_seed(config.seed, 4, 1, bits=31))
         decided, power, new_ber = user_decisions(slots, decisions, n)
         if len(priced) >= 3:
             held |= (decided != trials) & (decided == priced[-2]) & (priced[-3] == trials)
@@ -393,6 +394,6 @@ def _with_policy(inputs: Inputs, config: PipelineConfig):
         return inputs.setup
     from provisioning.agents.d3pg import D3PGPolicy
 
-    policy = D3PGPolicy.load(inputs.policy_file, seed=seed_of(config.seed, 4, 0))
+    policy = D3PGPolicy.load(inputs.policy_file, seed=derive_seed(config.seed, 4, 0, bits=31))
     best_of_k = config.best_of_k or (int(policy.config.best_of_k) if policy.critic is not None else 1)
     return replace(inputs.setup, policy=policy, best_of_k=best_of_k)

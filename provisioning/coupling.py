@@ -36,6 +36,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from market.errors import ScenarioError, UserError
+from market.seeding import derive_seed
 from provisioning.channel import expected_ber, mean_snr_per_watt
 from provisioning.quality import InterpolatedQualityModel
 from provisioning.scenario import (
@@ -62,11 +63,6 @@ SCORE_SCALE = 10.0
 
 
 # ============================================================================= small pure helpers
-def seed_of(seed: int, purpose: int, index: int) -> int:
-    """A 31-bit integer seed for (run seed, purpose, index), by ``numpy.random.SeedSequence``."""
-    return int(np.random.SeedSequence([int(seed), int(purpose), int(index)]).generate_state(1)[0] >> 1)
-
-
 def slot_indices(members: list[int], q: int) -> list[list[int]]:
     """Split an ASP's MU indices (market order) into consecutive slots of ``q`` (last may be short)."""
     return [members[i:i + q] for i in range(0, len(members), q)]
@@ -108,7 +104,7 @@ def derive_user_state(mu, slot_position: int, ranges, channel, seed: int, mu_ind
     - quality threshold: uniform in the threshold range of the user's position in its slot,
       from the same generator.
     """
-    rng = np.random.default_rng(seed_of(seed, 3, mu_index))
+    rng = np.random.default_rng(derive_seed(seed, 3, mu_index, bits=31))
     difficulty = float(rng.uniform(*(difficulty_range or ranges.difficulty)))
     lo, hi = ranges.quality_threshold[slot_position % len(ranges.quality_threshold)]
     threshold = float(rng.uniform(lo, hi))

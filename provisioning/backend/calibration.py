@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import json
 import math
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -72,7 +73,7 @@ class CalibrateConfig:
     samples: int = 200
     """Requests per measurement."""
     seed: int = 0
-    """Run seed (measurement ``k`` of a model uses ``SeedSequence([seed, model index, k])``)."""
+    """Run seed (the point (model, steps, trials) uses ``derive_seed(seed, crc32(model), steps, trials)``)."""
     link_rate_bps: float | None = None
     """Link rate for transmission time in the rows (``None``: not counted)."""
     base_scenario: str | None = None
@@ -84,9 +85,12 @@ def _key(row: dict) -> tuple:
     return (c["model"], int(c["steps"]), int(c["trials"]), float(c["ber"]))
 
 
-def _group_seed(seed: int, model_index: int, steps: int, trials: int) -> int:
-    """Seed of one calibration point, independent of the grids (resume-safe)."""
-    return int(np.random.SeedSequence([int(seed), int(model_index), int(steps), int(trials)]).generate_state(1)[0])
+def _group_seed(seed: int, model: str, steps: int, trials: int) -> int:
+    """Seed of one calibration point: independent of the grids and of which other models are
+    calibrated (so ``backend calibrate`` and ``run --calibrate`` measure the same requests)."""
+    from market.seeding import derive_seed
+
+    return derive_seed(seed, zlib.crc32(str(model).encode()), steps, trials, bits=32)
 
 
 def run_sweep(config: CalibrateConfig, out_dir: Path, log=print, loaded: dict | None = None,
@@ -119,14 +123,14 @@ def run_sweep(config: CalibrateConfig, out_dir: Path, log=print, loaded: dict | 
 
     atomic_write_text(store, "".join(json.dumps(r) + "\n" for r in rows))
     bers = [float(b) for b in config.ber_grid]
-    for index, name in enumerate(config.models):
+    for name in config.models:
         model = (loaded or {}).get(name) or load_model(name)
         for steps in sorted(set(int(s) for s in config.steps_grid) | {model.default_steps}):
             trials_grid = sorted(set(int(t) for t in config.trials_grid)) if steps == model.default_steps else [1]
             todo = [t for t in trials_grid if not all((name, steps, t, b) in done for b in bers)]
             if not todo:
                 continue
-            groups = [RequestGroup(trials=t, samples=config.samples, seed=_group_seed(config.seed, index, steps, t),
+            groups = [RequestGroup(trials=t, samples=config.samples, seed=_group_seed(config.seed, name, steps, t),
                                    bers=tuple(bers)) for t in todo]
             measured = measure_groups(model, groups, steps=steps, evaluator=evaluator)
             with store.open("a") as handle:
