@@ -154,7 +154,7 @@ def uniform(market: Market, *, grid_points: int | None = None, polish_iterations
     i = int(np.argmax(values))
     best_level, best_value = float(grid[i]), float(values[i])
     a, b = grid[max(i - 1, 0)], grid[min(i + 1, grid_points - 1)]
-    from solvers.certificate import golden_max  # the project's one golden-section search
+    from market.search import golden_max  # the project's one golden-section search
 
     level, value = golden_max(lambda x: np.array([total(float(x[0]))]), np.array([a]), np.array([b]), polish_iterations)
     if value[0] > best_value:
