@@ -191,6 +191,7 @@ def test_infeasible_market_is_a_clear_error_and_keeps_an_old_folder(tmp_path, ca
     out = tmp_path / "out"
     out.mkdir()
     (out / "report.md").write_text("previous run")
+    # --overwrite: the output check passes, so the market's infeasibility is what stops the run
     assert main(["run", str(scenario), "--out", str(out), "--quick", "--provision", "oracle", "--overwrite"]) == 2
     err = capsys.readouterr().err
     assert "infeasible" in err.lower() and "qoe_required" in err
