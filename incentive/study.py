@@ -494,7 +494,8 @@ def plot_sweep(rows: list[dict], axis: str) -> bytes:
         ax.grid(alpha=0.3)
     handles, labels = axes.ravel()[0].get_legend_handles_labels()
     seeds = sorted({r["seed"] for r in rows})
-    fig.suptitle(f"Sweep over the {SWEEP_AXES[axis].split(' (')[0]} (mean over seeds {seeds}, band = +/- 1 std)")
+    spread_words = f"mean over seeds {seeds}, band = +/- 1 std" if len(seeds) > 1 else f"seed {seeds[0]} only: n=1, no spread"
+    fig.suptitle(f"Sweep over the {SWEEP_AXES[axis].split(' (')[0]} ({spread_words})")
     return _png_with_footer_legend(fig, handles, labels)
 
 
