@@ -22,7 +22,10 @@ An MU whose predicted gain is already below the stopping threshold does not move
 Stopping: when, for two rounds in a row, every MU's predicted gain of its full projected
 Newton step (local quadratic model, ignoring the trust radius) is below a tenth of the
 tolerance relative to its utility scale (or below a rigorous bound the estimator gives,
-e.g. a stencil that brackets a maximum of a concave utility); or when that figure has stalled for 25 rounds
+e.g. a stencil that brackets a maximum of a concave utility) AND the length of that step is
+below ``reward_tolerance`` (default :data:`REWARD_TOLERANCE`, 1e-6) of the MU's box: regret
+is quadratic in the reward error, so the gain test alone leaves rewards about sqrt(tolerance)
+off; or when that figure has stalled for 25 rounds
 (it cannot fall further: e.g. a perturbation estimate at a kink). The certificate then
 judges the answer.
 
