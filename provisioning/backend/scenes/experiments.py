@@ -6,10 +6,11 @@ loaded model and judge returning JSON-ready rows with 95% intervals:
 * :func:`attribute_match` - prompts that state every attribute; per-attribute match rate;
 * :func:`wording_effect` - a hidden intent (scene, object and two more attributes) requested
   with the raw prompt ``"A [scene], with [object]"`` and with the enriched caption of the
-  intent (the prompt-engineering paper's section IV); intent-match rate of each and their
-  ratio with a bootstrap interval;
-* :func:`shared_denoising` - the distributed-diffusion paper's shared denoising (its
-  sections 3-5, Figs. 8-9): a server runs ``t0`` steps under prompt 1, the 8-bit latent
+  intent (Liu et al., "Intelligent Mobile AI-Generated Content Services via Interactive Prompt
+  Engineering and Dynamic Service Provisioning", section IV); intent-match rate of each and
+  their ratio with a bootstrap interval;
+* :func:`shared_denoising` - shared denoising of Du et al., "User-Centric Interactive AI for
+  Distributed Diffusion Model-based AI-Generated Content", sections 3-5, Figs. 8-9: a server runs ``t0`` steps under prompt 1, the 8-bit latent
   crosses a link at a BER, device 1 (prompt 1) and device 2 (prompt 1 with another colour
   or object) finish ``tk`` steps each; accuracy per device, the leak of prompt 1 into
   device 2, and the device steps saved.

@@ -115,11 +115,15 @@ class _StopFlag:
 
     def __init__(self) -> None:
         self.stop = False
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._set)
+        self._previous = {sig: signal.signal(sig, self._set) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def _set(self, *_):
         self.stop = True
+
+    def restore(self) -> None:
+        """Put back the handlers that were there before."""
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
@@ -138,7 +142,7 @@ def train_generator(cfg: SceneTrainConfig, run_dir: Path, log=print) -> dict:
 
     from ..models import default_device
     from .generator import build_scene_unet, to_latent
-    from .text import TextEncoder
+    from .text import shared_encoder
 
     torch.set_num_threads(cfg.threads)
     device = cfg.device or default_device()
@@ -161,9 +165,9 @@ def train_generator(cfg: SceneTrainConfig, run_dir: Path, log=print) -> dict:
         step, cpu_s, wall_s = ckpt["step"], ckpt["cpu_s"], ckpt["wall_s"]
         log(f"[{cfg.model}] resumed at step {step} ({cpu_s:.0f} CPU s so far)")
     ema.to(device)
-    images, attributes = _render_pool(cfg.pool_size, cfg.seed, RUNS_DIR)
+    images, attributes = _render_pool(cfg.pool_size, cfg.seed, run_dir.parent)
     pool = torch.as_tensor(images)
-    encoder = TextEncoder(device=device)
+    encoder = shared_encoder(device)
     noise_schedule = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2",
                                    prediction_type="epsilon")
     alphas = noise_schedule.alphas_cumprod.to(device)
@@ -182,7 +186,8 @@ def train_generator(cfg: SceneTrainConfig, run_dir: Path, log=print) -> dict:
         }, ckpt_path)
 
     unet.train()
-    with open(run_dir / "loss.jsonl", "a") as curve:
+    curve = open(run_dir / "loss.jsonl", "a")
+    try:
         while step < cfg.max_steps and not flag.stop and time.perf_counter() - begin_wall < cfg.time_budget_s:
             idx = rng.integers(0, len(images), cfg.batch_size)
             captions = training_captions(attributes[idx], rng, cfg.keep_probability, cfg.empty_caption_probability)
@@ -206,7 +211,7 @@ def train_generator(cfg: SceneTrainConfig, run_dir: Path, log=print) -> dict:
             torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
             opt.step()
             ema.step(unet.parameters())
-            losses.append(float(per_image.mean()))
+            losses.append(float(per_image.detach().mean()))
             step += 1
             if step % 25 == 0:
                 curve.write(json.dumps({
@@ -221,6 +226,9 @@ def train_generator(cfg: SceneTrainConfig, run_dir: Path, log=print) -> dict:
                     f"{time.perf_counter() - begin_wall:.0f}s this run")
             if step % cfg.checkpoint_every == 0:
                 save()
+    finally:
+        curve.close()
+        flag.restore()
     save()
     return {"model": cfg.model, "step": step, "run_dir": str(run_dir), "stopped_by_signal": flag.stop}
 

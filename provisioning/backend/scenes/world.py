@@ -3,9 +3,10 @@
 What this module is for: one definition of what a scene image can show (scene, object,
 colour, count, size, position, lighting, degradation), the prior it is drawn from, the
 caption grammar in the seeds' form ``"A [scene], with [objects]"`` plus attribute phrases
-(the prompt-engineering paper's raw prompt, Deep Reinforcement Learning for Edge AIGC
-prompt engineering, section IV: a raw prompt names the scene and the object; an enriched
-one adds attributes), and a parser from any text back to the attributes it states.
+(the raw prompt of Liu et al., "Intelligent Mobile AI-Generated Content Services via
+Interactive Prompt Engineering and Dynamic Service Provisioning", section IV: a raw prompt
+names the scene and the object; an engineered one adds attributes), and a parser from any
+text back to the attributes it states.
 
 Grammar (every part except the scene and the object is optional)::
 
