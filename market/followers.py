@@ -117,21 +117,56 @@ def _others_root_sums(market: Market, rewards: np.ndarray):
     return out
 
 
+class DeviationSums:
+    """Per-ASP sums S^k_n = sum_{j at n} sqrt(x^k_j r_j) at a reward profile, kept up to date.
+
+    What the closed-form deviation formula needs besides the deviating MU's own data. Built
+    once in O(M) and updated in O(N + K) when K MUs move (:meth:`move`), so that a solver
+    turn or a certificate chunk over a few MUs costs O(K), not O(M).
+    """
+
+    def __init__(self, market: Market, rewards: np.ndarray):
+        self.market = market
+        self.rewards = np.array(rewards, dtype=float)
+        self.needs = (market.timeliness_compute_need, market.timeliness_bandwidth_need)
+        self.roots = [_sqrt_need_reward(need, self.rewards) for need in self.needs]
+        self.totals = [market.per_asp_sum(root) for root in self.roots]
+
+    def others(self, idx) -> list[np.ndarray]:
+        """Per resource, S_{-m} = S_{a(m)} - sqrt(x_m r_m) for the MUs ``idx``."""
+        asp = self.market.mu_asp[idx]
+        return [np.maximum(total[asp] - root[idx], 0.0) for total, root in zip(self.totals, self.roots)]
+
+    def move(self, idx: np.ndarray, new_rewards: np.ndarray) -> None:
+        """MUs ``idx`` (distinct) now offer ``new_rewards``: update the roots and the sums."""
+        idx = np.asarray(idx)
+        self.rewards[idx] = new_rewards
+        n = self.market.n_asps
+        for need, root, total in zip(self.needs, self.roots, self.totals):
+            new_root = _sqrt_need_reward(need[idx], self.rewards[idx])
+            total += np.bincount(self.market.mu_asp[idx], weights=new_root - root[idx], minlength=n)
+            root[idx] = new_root
+
+
 def closed_form_deviation_qoe(market: Market, rewards: np.ndarray, trial: np.ndarray,
-                              mus: np.ndarray | None = None) -> np.ndarray:
+                              mus: np.ndarray | None = None, *, sums: DeviationSums | None = None) -> np.ndarray:
     """QoE of each MU m if it alone sets its reward to ``trial[m]`` (others stay at ``rewards``).
 
     ``trial`` is (M,) or (M, G) (a grid of G trial rewards per MU). With ``mus`` (indices),
     only those MUs deviate and ``trial`` has one row per entry of ``mus``. Exact (closed form).
+    ``sums`` (the :class:`DeviationSums` of ``rewards``) saves the O(M) pass over all MUs.
     """
-    r = np.asarray(rewards, dtype=float)
     t = np.asarray(trial, dtype=float)
-    idx = slice(None) if mus is None else np.asarray(mus)
+    idx = np.arange(market.n_mus) if mus is None else np.asarray(mus)
+    if sums is None:
+        sums = DeviationSums(market, rewards)
     extra = (1,) * (t.ndim - 1)
     q = market.qoe_ceiling[idx].reshape(-1, *extra) + np.zeros_like(t)
-    for need, cap, cost, others in _others_root_sums(market, r):
-        need, cap, cost, others = (a[idx].reshape(-1, *extra) for a in (need, cap, cost, others))
-        inv_sqrt_t = 1.0 / np.sqrt(t)
+    inv_sqrt_t = 1.0 / np.sqrt(t)
+    for need, cap, cost, others in zip(sums.needs, (market.compute_capacity, market.bandwidth_capacity),
+                                       (market.compute_cost, market.bandwidth_cost), sums.others(idx)):
+        asp = market.mu_asp[idx]
+        need, cap, cost, others = (a.reshape(-1, *extra) for a in (need[idx], cap[asp], cost[asp], others))
         free = np.sqrt(need * cost) * inv_sqrt_t
         bound = (need + np.sqrt(need) * inv_sqrt_t * others) / cap
         q = q - np.maximum(free, bound)
@@ -472,13 +507,14 @@ def best_response(market: Market, rewards: np.ndarray, *, method: str = "auto") 
 
 
 def deviation_qoe(market: Market, rewards: np.ndarray, trial: np.ndarray,
-                  mus: np.ndarray | None = None) -> np.ndarray:
+                  mus: np.ndarray | None = None, *, sums: DeviationSums | None = None) -> np.ndarray:
     """QoE each MU gets if it alone moves its reward to ``trial`` ((M,) or (M, G)).
 
     With ``mus`` only those MUs deviate (``trial`` has one row per entry of ``mus``).
+    ``sums``: the :class:`DeviationSums` of ``rewards`` (closed form only; ignored otherwise).
     """
     if market.is_closed_form:
-        return closed_form_deviation_qoe(market, rewards, trial, mus)
+        return closed_form_deviation_qoe(market, rewards, trial, mus, sums=sums)
     return dual_deviation_qoe(market, rewards, trial, mus)
 
 

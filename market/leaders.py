@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from market.followers import deviation_qoe
+from market.followers import DeviationSums, deviation_qoe
 from market.model import Market
 
 
@@ -34,13 +34,14 @@ def floor_penalised(market: Market, qoe: np.ndarray, value: np.ndarray, mus: np.
 
 
 def deviation_utility(market: Market, rewards: np.ndarray, trial: np.ndarray,
-                      mus: np.ndarray | None = None) -> np.ndarray:
+                      mus: np.ndarray | None = None, *, sums: DeviationSums | None = None) -> np.ndarray:
     """U_m(trial_m, r_{-m}) for each MU (``trial`` (M,) or (M, G)); -inf where the floor fails.
 
     With ``mus`` (indices) only those MUs deviate and ``trial`` has one row per entry.
+    ``sums``: the followers' :class:`market.followers.DeviationSums` at ``rewards`` (optional).
     """
     t = np.asarray(trial, dtype=float)
     idx = slice(None) if mus is None else np.asarray(mus)
-    q = deviation_qoe(market, rewards, t, mus)
+    q = deviation_qoe(market, rewards, t, mus, sums=sums)
     theta = market.value_per_qoe[idx].reshape(-1, *(1,) * (t.ndim - 1))
     return floor_penalised(market, q, (theta - t) * q, mus)

@@ -20,7 +20,7 @@ from functools import cached_property
 
 import numpy as np
 
-from market.scenario import Scenario
+from market.scenario import ASP_FLOAT_FIELDS, MU_FLOAT_FIELDS, Scenario
 
 
 @dataclass(frozen=True, eq=False)
@@ -33,9 +33,9 @@ class Market:
     """
 
     asp_names: tuple[str, ...]
-    """ASP names, index n."""
+    """ASP names, index n (a tuple, or any sequence such as a numpy array of str)."""
     mu_names: tuple[str, ...]
-    """MU names, index m."""
+    """MU names, index m (a tuple, or any sequence such as a numpy array of str)."""
     mu_asp: np.ndarray
     """int (M,): index of each MU's serving ASP."""
     bandwidth_model: str
@@ -93,56 +93,75 @@ class Market:
     @classmethod
     def from_scenario(cls, scn: Scenario) -> "Market":
         """Build the arrays from a validated scenario (resolves ``asp = "auto"``)."""
-        cfg = scn.market
         asps, mus = scn.asps, scn.mus
-        f = lambda seq: np.asarray(seq, dtype=float)  # noqa: E731
-        accuracy = f([a.accuracy for a in asps])
-        max_tokens = f([a.max_tokens for a in asps])
-        w_a = f([m.weights.accuracy for m in mus])
-        w_l = f([m.weights.tokens for m in mus])
-        w_t = f([m.weights.timeliness for m in mus])
-        tokens = f([m.tokens_requested for m in mus])
+        nan = float("nan")
+        asp_cols = {k: np.asarray([getattr(a, k) for a in asps], dtype=float) for k in ASP_FLOAT_FIELDS}
+        mu_cols = {
+            "weights.accuracy": [m.weights.accuracy for m in mus],
+            "weights.tokens": [m.weights.tokens for m in mus],
+            "weights.timeliness": [m.weights.timeliness for m in mus],
+        }
+        for key in MU_FLOAT_FIELDS:
+            if not key.startswith("weights."):
+                mu_cols[key] = [nan if getattr(m, key) is None else getattr(m, key) for m in mus]
+        mu_cols = {k: np.asarray(v, dtype=float) for k, v in mu_cols.items()}
         index = scn.asp_index()
-        mu_asp = np.empty(len(mus), dtype=np.intp)
-        for i, m in enumerate(mus):
-            if m.asp == "auto":
-                base = w_a[i] * accuracy + w_l[i] * np.minimum(tokens[i], max_tokens) / tokens[i] + w_t[i]
-                mu_asp[i] = int(np.argmax(base))  # argmax takes the lowest index on ties
-            else:
-                mu_asp[i] = index[m.asp]
+        mu_asp = np.fromiter((-1 if m.asp == "auto" else index[m.asp] for m in mus), dtype=np.intp, count=len(mus))
+        return cls.from_columns(scn.market, tuple(a.name for a in asps), tuple(m.name for m in mus), mu_asp,
+                                asp_cols, mu_cols)
+
+    @classmethod
+    def from_columns(cls, cfg, asp_names, mu_names, mu_asp: np.ndarray, asp: dict, mu: dict) -> "Market":
+        """Build the arrays from validated columns (the columnar scenario format's path).
+
+        ``cfg`` is the :class:`market.scenario.MarketConfig`; ``asp`` maps the float fields of
+        :data:`market.scenario.ASP_RULES` to (N,) arrays, ``mu`` those of ``MU_RULES``
+        (``"weights.accuracy"`` ...) to (M,) arrays with NaN for an absent optional value;
+        ``mu_asp`` is the (M,) serving-ASP index, -1 for ``"auto"`` (resolved here: highest
+        base QoE, ties to the lowest index). Vectorised: O(N + M) (O(N) per ``"auto"`` MU).
+        """
+        f = lambda a: np.asarray(a, dtype=float)  # noqa: E731
+        accuracy, max_tokens = f(asp["accuracy"]), f(asp["max_tokens"])
+        w_a, w_l, w_t = f(mu["weights.accuracy"]), f(mu["weights.tokens"]), f(mu["weights.timeliness"])
+        tokens = f(mu["tokens_requested"])
+        mu_asp = np.array(mu_asp, dtype=np.intp)
+        auto = np.flatnonzero(mu_asp < 0)
+        for chunk in np.array_split(auto, max(1, auto.size // 4096)) if auto.size else ():
+            base = (w_a[chunk, None] * accuracy[None, :]
+                    + w_l[chunk, None] * np.minimum(tokens[chunk, None], max_tokens[None, :]) / tokens[chunk, None]
+                    + w_t[chunk, None])
+            mu_asp[chunk] = np.argmax(base, axis=1)  # argmax takes the lowest index on ties
         b_ref = cfg.reference_bandwidth_hz
-        power = f([a.transmit_power_w for a in asps])
-        snr_hz = np.empty(len(mus))
-        for i, m in enumerate(mus):
-            if m.spectral_efficiency is not None:
-                snr_hz[i] = np.expm1(m.spectral_efficiency * np.log(2.0)) * b_ref
-            else:
-                gain = cfg.path_loss_reference_gain * m.distance_m ** (-cfg.path_loss_exponent)
-                snr_hz[i] = power[mu_asp[i]] * gain / cfg.noise_psd_w_per_hz
+        power = f(asp["transmit_power_w"])
+        eff_given = f(mu["spectral_efficiency"])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            gain = cfg.path_loss_reference_gain * f(mu["distance_m"]) ** (-cfg.path_loss_exponent)
+            snr_hz = np.where(np.isnan(eff_given), power[mu_asp] * gain / cfg.noise_psd_w_per_hz,
+                              np.expm1(eff_given * np.log(2.0)) * b_ref)
         efficiency = np.log2(1.0 + snr_hz / b_ref)
         return cls(
-            asp_names=tuple(a.name for a in asps),
-            mu_names=tuple(m.name for m in mus),
+            asp_names=asp_names,
+            mu_names=mu_names,
             mu_asp=mu_asp,
             bandwidth_model=cfg.bandwidth_model,
             asp_cost=cfg.asp_cost,
             accuracy=accuracy,
-            seconds_per_token=f([a.seconds_per_token for a in asps]),
+            seconds_per_token=f(asp["seconds_per_token"]),
             max_tokens=max_tokens,
-            compute_capacity=f([a.compute_capacity for a in asps]),
-            bandwidth_capacity=f([a.bandwidth_capacity for a in asps]),
-            compute_cost=f([a.compute_cost for a in asps]),
-            bandwidth_cost=f([a.bandwidth_cost for a in asps]),
+            compute_capacity=f(asp["compute_capacity"]),
+            bandwidth_capacity=f(asp["bandwidth_capacity"]),
+            compute_cost=f(asp["compute_cost"]),
+            bandwidth_cost=f(asp["bandwidth_cost"]),
             weight_accuracy=w_a, weight_tokens=w_l, weight_timeliness=w_t,
             tokens_requested=tokens,
-            deadline_s=f([m.deadline_s for m in mus]),
-            payload_bits=f([m.payload_bits for m in mus]),
+            deadline_s=f(mu["deadline_s"]),
+            payload_bits=f(mu["payload_bits"]),
             spectral_efficiency=efficiency,
             snr_hz=snr_hz,
-            value_per_qoe=f([m.value_per_qoe for m in mus]),
-            reward_min=f([m.reward_min for m in mus]),
-            reward_max=f([m.reward_max for m in mus]),
-            qoe_required=f([np.nan if m.qoe_required is None else m.qoe_required for m in mus]),
+            value_per_qoe=f(mu["value_per_qoe"]),
+            reward_min=f(mu["reward_min"]),
+            reward_max=f(mu["reward_max"]),
+            qoe_required=f(mu["qoe_required"]),
             tolerance=cfg.tolerance,
             max_iterations=cfg.max_iterations,
             seed=cfg.seed,

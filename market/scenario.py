@@ -8,9 +8,13 @@ field and raise :class:`market.errors.ScenarioError` naming the file and the fie
 in ``docs/market.md`` (format version :data:`SCENARIO_VERSION`).
 
 Validation is hand-written (no schema library is a dependency of the project) because the
-messages must name the file and the dotted field, e.g. ``mu[3].weights.accuracy``.
+messages must name the file and the dotted field, e.g. ``mu[3].weights.accuracy``. Each
+field's rule is defined once (:data:`MARKET_RULES`, :data:`ASP_RULES`, :data:`MU_RULES`,
+:func:`mu_cross_field_errors`) and applied here one value at a time (TOML) and column-wise
+by ``market.columnar`` (Parquet), with the same messages. The cost is O(N + M).
 
-May import: the standard library, ``tomli_w`` and ``market.errors`` / ``market.atomic``.
+May import: the standard library, numpy, ``tomli_w`` and ``market.errors`` / ``market.atomic`` /
+``market.bounds``.
 """
 from __future__ import annotations
 
@@ -20,7 +24,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from market.atomic import atomic_write_text
+from market.bounds import check_scenario as check_scenario_bounds
 from market.errors import ScenarioError
 
 #: Version of the scenario file format written by this code (``[market] version``).
@@ -167,7 +174,7 @@ class Scenario:
 
     def to_dict(self) -> dict:
         """The TOML document (``None`` fields omitted) that :meth:`from_dict` reads back."""
-        out: dict[str, Any] = {"market": _drop_none(asdict(self.market))}
+        out: dict[str, Any] = {"market": market_table(self.market)}
         out["asp"] = [_drop_none(asdict(a)) for a in self.asps]
         out["mu"] = [_drop_none(asdict(m)) for m in self.mus]
         for name, table in self.extra_tables.items():
@@ -177,6 +184,12 @@ class Scenario:
     def asp_index(self) -> dict[str, int]:
         """Map ASP name -> index."""
         return {a.name: i for i, a in enumerate(self.asps)}
+
+
+def market_table(config: MarketConfig) -> dict:
+    """The ``[market]`` table as a plain dict (what :meth:`Scenario.to_dict` writes), without
+    converting the ASPs and MUs."""
+    return _drop_none(asdict(config))
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -223,6 +236,160 @@ def _type_name(value: Any) -> str:
     )
 
 
+# ----------------------------------------------------------------------------- the rules
+REQUIRED = ...
+"""Sentinel default of a required field."""
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    """One field's validation rule: the single definition both the TOML path (one value at a
+    time, :meth:`range_message`) and the columnar path (a whole column at once,
+    :meth:`bad_rows`) apply, so both give the same message for the same bad value."""
+
+    field: str
+    """Name within its table; dotted for nested tables (``"weights.accuracy"``)."""
+    kind: str
+    """``"float"``, ``"int"`` or ``"str"``."""
+    default: Any = REQUIRED
+    """Value when absent; :data:`REQUIRED` for a required field, ``None`` for an optional one."""
+    low: float | None = None
+    """Lower bound (inclusive unless ``low_open``)."""
+    low_open: bool = False
+    """The lower bound itself is excluded."""
+    high: float | None = None
+    """Upper bound (inclusive)."""
+    choices: tuple | None = None
+    """Allowed values of a string field."""
+    allow_empty: bool = False
+    """A string field may be empty."""
+
+    def range_message(self, value: Any) -> str | None:
+        """Why a well-typed ``value`` is out of range, or None when it is fine."""
+        if self.kind == "float" and not math.isfinite(value):
+            return f"must be finite, got {value!r}"
+        if self.kind == "str" and not self.allow_empty and not value.strip():
+            return "must not be empty"
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return f"must be {'>' if self.low_open else '>='} {self.low:g}, got {value!r}"
+        if self.high is not None and value > self.high:
+            return f"must be <= {self.high:g}, got {value!r}"
+        if self.choices is not None and value not in self.choices:
+            return f"must be one of {', '.join(map(repr, self.choices))}, got {value!r}"
+        return None
+
+    def bad_rows(self, values: np.ndarray) -> np.ndarray:
+        """Boolean mask of the entries of a numeric column that :meth:`range_message` rejects
+        (absent optional entries must already be masked out by the caller)."""
+        values = np.asarray(values)
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(values) if self.kind == "float" else np.zeros(values.shape, bool)
+            if self.low is not None:
+                bad |= (values <= self.low) if self.low_open else (values < self.low)
+            if self.high is not None:
+                bad |= values > self.high
+        return bad
+
+
+MARKET_RULES = (
+    FieldRule("version", "int"),
+    FieldRule("name", "str", default="market"),
+    FieldRule("description", "str", default="", allow_empty=True),
+    FieldRule("bandwidth_model", "str", default="linear", choices=BANDWIDTH_MODELS),
+    FieldRule("asp_cost", "str", default="linear", choices=ASP_COSTS),
+    FieldRule("seed", "int", default=0, low=0),
+    FieldRule("solver", "str", default="dual-perturbation"),
+    FieldRule("tolerance", "float", default=1e-6, low=0.0, low_open=True, high=1.0),
+    FieldRule("max_iterations", "int", default=5000, low=1),
+    FieldRule("reference_bandwidth_hz", "float", default=1.0e6, low=0.0, low_open=True),
+    FieldRule("noise_psd_w_per_hz", "float", default=3.98e-21, low=0.0, low_open=True),
+    FieldRule("path_loss_exponent", "float", default=3.5, low=0.0),
+    FieldRule("path_loss_reference_gain", "float", default=1.0e-3, low=0.0, low_open=True),
+)
+"""The ``[market]`` table, in the order fields are checked."""
+
+ASP_RULES = (
+    FieldRule("model", "str", default=None),
+    FieldRule("name", "str"),
+    FieldRule("accuracy", "float", low=0.0, high=1.0),
+    FieldRule("seconds_per_token", "float", low=0.0, low_open=True),
+    FieldRule("max_tokens", "float", low=0.0, low_open=True),
+    FieldRule("compute_capacity", "float", low=0.0, low_open=True),
+    FieldRule("bandwidth_capacity", "float", low=0.0, low_open=True),
+    FieldRule("compute_cost", "float", low=0.0),
+    FieldRule("bandwidth_cost", "float", low=0.0),
+    FieldRule("transmit_power_w", "float", default=1.0, low=0.0, low_open=True),
+)
+"""One ``[[asp]]`` entry (one row of the columnar ASP table), in the order fields are checked."""
+
+MU_RULES = (
+    FieldRule("name", "str"),
+    FieldRule("asp", "str"),
+    FieldRule("weights.accuracy", "float", low=0.0),
+    FieldRule("weights.tokens", "float", low=0.0),
+    FieldRule("weights.timeliness", "float", low=0.0),
+    FieldRule("value_per_qoe", "float", low=0.0, low_open=True),
+    FieldRule("reward_min", "float", low=0.0, low_open=True),
+    FieldRule("reward_max", "float", low=0.0, low_open=True),
+    FieldRule("spectral_efficiency", "float", default=None, low=0.0, low_open=True),
+    FieldRule("distance_m", "float", default=None, low=0.0, low_open=True),
+    FieldRule("qoe_required", "float", default=None),
+    FieldRule("tokens_requested", "float", low=0.0, low_open=True),
+    FieldRule("deadline_s", "float", low=0.0, low_open=True),
+    FieldRule("payload_bits", "float", low=0.0, low_open=True),
+)
+"""One ``[[mu]]`` entry (one row of the columnar MU table; the nested ``weights`` table is
+three columns ``weights.accuracy`` ...), in the order fields are checked."""
+
+MU_FLOAT_FIELDS = tuple(r.field for r in MU_RULES if r.kind == "float")
+ASP_FLOAT_FIELDS = tuple(r.field for r in ASP_RULES if r.kind == "float")
+
+
+def mu_cross_field_errors(columns: dict[str, np.ndarray], asp_known: np.ndarray) -> list[tuple[np.ndarray, str, Any]]:
+    """The MU rules that involve several fields, over whole columns (both formats use this).
+
+    ``columns`` maps float field names to (M,) arrays (NaN where an optional field is
+    absent; ``spectral_efficiency`` / ``distance_m`` presence is read from NaN);
+    ``asp_known`` is an (M,) boolean: the MU's ``asp`` names an existing ASP or ``"auto"``.
+    Returns ``[(bad-row mask, field, message(row) function)]`` in check order.
+    """
+    wsum = columns["weights.accuracy"] + columns["weights.tokens"] + columns["weights.timeliness"]
+    r_lo, r_hi, theta = columns["reward_min"], columns["reward_max"], columns["value_per_qoe"]
+    has_eff, has_dist = ~np.isnan(columns["spectral_efficiency"]), ~np.isnan(columns["distance_m"])
+    return [
+        (~asp_known, "asp", None),
+        (np.abs(wsum - 1.0) > WEIGHT_SUM_TOLERANCE, "weights",
+         lambda i: f"weights must sum to 1 (within {WEIGHT_SUM_TOLERANCE:g}), they sum to {float(wsum[i])!r}"),
+        (r_lo > r_hi, "reward_min",
+         lambda i: f"reward_min ({float(r_lo[i])!r}) exceeds reward_max ({float(r_hi[i])!r})"),
+        (r_hi > theta, "reward_max",
+         lambda i: f"reward box must lie in (0, value_per_qoe]: reward_max {float(r_hi[i])!r} > value_per_qoe "
+                   f"{float(theta[i])!r}"),
+        (has_eff == has_dist, "spectral_efficiency", lambda i: "give exactly one of spectral_efficiency or distance_m"),
+    ]
+
+
+def unknown_asp_message(asp: str, asp_names) -> str:
+    """The message for an MU that names an ASP that does not exist (lists at most 10 names)."""
+    names = sorted(asp_names)
+    shown = ", ".join(names[:10]) + (f", ... ({len(names)} in all)" if len(names) > 10 else "")
+    return f"names ASP {asp!r}, which does not exist (ASPs: {shown}; or \"auto\")"
+
+
+def raise_first_cross_error(checks, file: str, table: str, asp_of_row) -> None:
+    """Raise the :class:`ScenarioError` of the first row (then first check) that fails, if any."""
+    first = None
+    for order, (bad, field_name, message) in enumerate(checks):
+        rows = np.flatnonzero(bad)
+        if rows.size and (first is None or rows[0] < first[0]):
+            first = (int(rows[0]), order, field_name, message)
+    if first is not None:
+        row, _, field_name, message = first
+        text = message(row) if message is not None else asp_of_row(row)
+        raise ScenarioError(text, file=file, field=f"{table}[{row}].{field_name}")
+
+
+# ----------------------------------------------------------------------------- parsing
 class _Fields:
     """Reads typed fields out of one table, tracking which were used."""
 
@@ -237,19 +404,24 @@ class _Fields:
     def error(self, key: str, message: str) -> ScenarioError:
         return ScenarioError(message, file=self.file, field=self._path(key))
 
-    def get(self, key: str, kind: str, *, default: Any = ..., low: float | None = None,
-            low_open: bool = False, high: float | None = None, choices: tuple | None = None,
-            allow_empty: bool = False) -> Any:
+    def get_rule(self, rule: FieldRule, key: str | None = None) -> Any:
+        """The value of ``rule``'s field (``key`` overrides the name, for nested tables)."""
+        return self.get(key or rule.field, rule.kind, default=rule.default, rule=rule)
+
+    def get(self, key: str, kind: str, *, default: Any = REQUIRED, rule: FieldRule | None = None) -> Any:
         self.used.add(key)
         if key not in self.table:
-            if default is ...:
+            if default is REQUIRED:
                 raise self.error(key, "missing required field")
             return default
         value = self.table[key]
         if kind == "float":
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise self.error(key, f"must be a number, got {_type_name(value)} {value!r}")
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:  # a TOML integer beyond double precision
+                raise self.error(key, f"is too large to be a number ({len(str(value))} digits)") from None
             if not math.isfinite(value):
                 raise self.error(key, f"must be finite, got {value!r}")
         elif kind == "int":
@@ -261,15 +433,10 @@ class _Fields:
         elif kind == "str":
             if not isinstance(value, str):
                 raise self.error(key, f"must be a string, got {_type_name(value)} {value!r}")
-            if not value.strip() and not allow_empty:
-                raise self.error(key, "must not be empty")
-        if low is not None and (value < low or (low_open and value == low)):
-            rel = ">" if low_open else ">="
-            raise self.error(key, f"must be {rel} {low:g}, got {value!r}")
-        if high is not None and value > high:
-            raise self.error(key, f"must be <= {high:g}, got {value!r}")
-        if choices is not None and value not in choices:
-            raise self.error(key, f"must be one of {', '.join(map(repr, choices))}, got {value!r}")
+        if rule is not None:
+            message = rule.range_message(value)
+            if message is not None:
+                raise self.error(key, message)
         return value
 
     def finish(self) -> None:
@@ -287,11 +454,12 @@ def _parse(data: Any, file: str) -> Scenario:
             raise ScenarioError("unknown top-level table", file=file, field=key)
     if "market" not in data:
         raise ScenarioError("missing required table [market]", file=file, field="market")
-    market = _parse_market(_Fields(data["market"], "market", file))
+    market = parse_market_table(data["market"], file)
     asps = _parse_array(data, "asp", file, _parse_asp)
     asp_names = [a.name for a in asps]
     _unique(asp_names, "asp", file)
-    mus = _parse_array(data, "mu", file, lambda f: _parse_mu(f, set(asp_names)))
+    mus = _parse_array(data, "mu", file, _parse_mu)
+    _check_mus(mus, set(asp_names), file)
     _unique([m.name for m in mus], "mu", file)
     extra = {}
     for name in PASS_THROUGH_TABLES:
@@ -299,10 +467,13 @@ def _parse(data: Any, file: str) -> Scenario:
             if not isinstance(data[name], dict):
                 raise ScenarioError(f"must be a table, got {_type_name(data[name])}", file=file, field=name)
             extra[name] = data[name]
-    return Scenario(market=market, asps=tuple(asps), mus=tuple(mus), extra_tables=extra, file=file)
+    scenario = Scenario(market=market, asps=tuple(asps), mus=tuple(mus), extra_tables=extra, file=file)
+    check_scenario_bounds(scenario)  # physical ranges (market.bounds): every derived quantity stays finite
+    return scenario
 
 
-def _unique(names: list[str], array: str, file: str) -> None:
+def _unique(names, array: str, file: str) -> None:
+    """Raise on the first duplicate name (O(M) with a dict)."""
     seen: dict[str, int] = {}
     for i, name in enumerate(names):
         if name in seen:
@@ -327,80 +498,53 @@ def _parse_array(data: dict, key: str, file: str, parse_one) -> list:
     return out
 
 
-def _parse_market(f: _Fields) -> MarketConfig:
-    version = f.get("version", "int")
-    if version != SCENARIO_VERSION:
-        raise f.error("version", f"unsupported scenario format version {version} (this code reads {SCENARIO_VERSION})")
-    cfg = MarketConfig(
-        version=version,
-        name=f.get("name", "str", default="market"),
-        description=f.get("description", "str", default="", allow_empty=True),
-        bandwidth_model=f.get("bandwidth_model", "str", default="linear", choices=BANDWIDTH_MODELS),
-        asp_cost=f.get("asp_cost", "str", default="linear", choices=ASP_COSTS),
-        seed=f.get("seed", "int", default=0, low=0),
-        solver=f.get("solver", "str", default="dual-perturbation"),
-        tolerance=f.get("tolerance", "float", default=1e-6, low=0.0, low_open=True, high=1.0),
-        max_iterations=f.get("max_iterations", "int", default=5000, low=1),
-        reference_bandwidth_hz=f.get("reference_bandwidth_hz", "float", default=1.0e6, low=0.0, low_open=True),
-        noise_psd_w_per_hz=f.get("noise_psd_w_per_hz", "float", default=3.98e-21, low=0.0, low_open=True),
-        path_loss_exponent=f.get("path_loss_exponent", "float", default=3.5, low=0.0),
-        path_loss_reference_gain=f.get("path_loss_reference_gain", "float", default=1.0e-3, low=0.0, low_open=True),
-    )
+def parse_market_table(table: Any, file: str) -> MarketConfig:
+    """Validate a ``[market]`` table (a dict; the columnar format stores it as JSON metadata)."""
+    f = _Fields(table, "market", file)
+    values = {rule.field: f.get_rule(rule) for rule in MARKET_RULES}
+    if values["version"] != SCENARIO_VERSION:
+        raise f.error("version", f"unsupported scenario format version {values['version']} "
+                                 f"(this code reads {SCENARIO_VERSION})")
     f.finish()
-    return cfg
+    return MarketConfig(**values)
 
 
 def _parse_asp(f: _Fields) -> ASPSpec:
-    model = f.get("model", "str", default=None)
-    return ASPSpec(
-        name=f.get("name", "str"),
-        accuracy=f.get("accuracy", "float", low=0.0, high=1.0),
-        seconds_per_token=f.get("seconds_per_token", "float", low=0.0, low_open=True),
-        max_tokens=f.get("max_tokens", "float", low=0.0, low_open=True),
-        compute_capacity=f.get("compute_capacity", "float", low=0.0, low_open=True),
-        bandwidth_capacity=f.get("bandwidth_capacity", "float", low=0.0, low_open=True),
-        compute_cost=f.get("compute_cost", "float", low=0.0),
-        bandwidth_cost=f.get("bandwidth_cost", "float", low=0.0),
-        model=model,
-        transmit_power_w=f.get("transmit_power_w", "float", default=1.0, low=0.0, low_open=True),
-    )
+    return ASPSpec(**{rule.field: f.get_rule(rule) for rule in ASP_RULES})
 
 
-def _parse_mu(f: _Fields, asp_names: set[str]) -> MUSpec:
-    name = f.get("name", "str")
-    asp = f.get("asp", "str")
-    if asp != "auto" and asp not in asp_names:
-        raise f.error("asp", f"names ASP {asp!r}, which does not exist (ASPs: {', '.join(sorted(asp_names))}; or \"auto\")")
-    wf = _Fields(f.get("weights", "table"), f._path("weights"), f.file)
-    weights = QoEWeights(
-        accuracy=wf.get("accuracy", "float", low=0.0),
-        tokens=wf.get("tokens", "float", low=0.0),
-        timeliness=wf.get("timeliness", "float", low=0.0),
-    )
-    wf.finish()
-    total = weights.accuracy + weights.tokens + weights.timeliness
-    if abs(total - 1.0) > WEIGHT_SUM_TOLERANCE:
-        raise f.error("weights", f"weights must sum to 1 (within {WEIGHT_SUM_TOLERANCE:g}), they sum to {total!r}")
-    theta = f.get("value_per_qoe", "float", low=0.0, low_open=True)
-    r_lo = f.get("reward_min", "float", low=0.0, low_open=True)
-    r_hi = f.get("reward_max", "float", low=0.0, low_open=True)
-    if r_lo > r_hi:
-        raise f.error("reward_min", f"reward_min ({r_lo!r}) exceeds reward_max ({r_hi!r})")
-    if r_hi > theta:
-        raise f.error("reward_max", f"reward box must lie in (0, value_per_qoe]: reward_max {r_hi!r} > value_per_qoe {theta!r}")
-    eff = f.get("spectral_efficiency", "float", default=None, low=0.0, low_open=True)
-    dist = f.get("distance_m", "float", default=None, low=0.0, low_open=True)
-    if (eff is None) == (dist is None):
-        raise f.error("spectral_efficiency", "give exactly one of spectral_efficiency or distance_m")
-    qreq = f.get("qoe_required", "float", default=None)
-    return MUSpec(
-        name=name, asp=asp, weights=weights,
-        tokens_requested=f.get("tokens_requested", "float", low=0.0, low_open=True),
-        deadline_s=f.get("deadline_s", "float", low=0.0, low_open=True),
-        payload_bits=f.get("payload_bits", "float", low=0.0, low_open=True),
-        value_per_qoe=theta, reward_min=r_lo, reward_max=r_hi,
-        spectral_efficiency=eff, distance_m=dist, qoe_required=qreq,
-    )
+_WEIGHT_RULES = tuple(r for r in MU_RULES if r.field.startswith("weights."))
+
+
+def _parse_mu(f: _Fields) -> MUSpec:
+    values: dict[str, Any] = {}
+    for rule in MU_RULES:
+        if rule.field.startswith("weights."):
+            if rule is _WEIGHT_RULES[0]:
+                wf = _Fields(f.get("weights", "table"), f._path("weights"), f.file)
+                values["weights"] = QoEWeights(**{r.field[8:]: wf.get_rule(r, r.field[8:]) for r in _WEIGHT_RULES})
+                wf.finish()
+            continue
+        values[rule.field] = f.get_rule(rule)
+    return MUSpec(**values)
+
+
+def _check_mus(mus: list[MUSpec], asp_names: set[str], file: str) -> None:
+    """The cross-field MU rules (:func:`mu_cross_field_errors`), over all MUs at once."""
+    nan = float("nan")
+    columns = {
+        "weights.accuracy": np.array([m.weights.accuracy for m in mus]),
+        "weights.tokens": np.array([m.weights.tokens for m in mus]),
+        "weights.timeliness": np.array([m.weights.timeliness for m in mus]),
+        "reward_min": np.array([m.reward_min for m in mus]),
+        "reward_max": np.array([m.reward_max for m in mus]),
+        "value_per_qoe": np.array([m.value_per_qoe for m in mus]),
+        "spectral_efficiency": np.array([nan if m.spectral_efficiency is None else 1.0 for m in mus]),
+        "distance_m": np.array([nan if m.distance_m is None else 1.0 for m in mus]),
+    }
+    known = np.array([m.asp == "auto" or m.asp in asp_names for m in mus])
+    raise_first_cross_error(mu_cross_field_errors(columns, known), file, "mu",
+                            lambda row: unknown_asp_message(mus[row].asp, asp_names))
 
 
 def scenario_field_names() -> dict[str, list[str]]:

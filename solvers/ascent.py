@@ -42,6 +42,18 @@ from solvers.certificate import golden_max
 SCHEDULES = ("auto", "jacobi", "gauss-seidel")
 
 
+def gauss_seidel_turns(market: Market) -> list[np.ndarray]:
+    """The Gauss-Seidel turns: turn k holds the k-th MU (in index order) of every ASP.
+
+    One stable argsort by ASP and a split, O(M log M): the same turns as selecting
+    ``mu_ranks == k`` for every k, which is O(M x largest ASP).
+    """
+    ranks = mu_ranks(market)
+    order = np.argsort(ranks, kind="stable")
+    counts = np.bincount(ranks, minlength=int(ranks.max(initial=-1)) + 1)
+    return np.split(order, np.cumsum(counts)[:-1]) if counts.size else []
+
+
 def mu_ranks(market: Market) -> np.ndarray:
     """(M,) position of each MU among the MUs of its ASP (0, 1, ...), in index order."""
     order = np.argsort(market.mu_asp, kind="stable")
@@ -77,6 +89,15 @@ def predicted_gain(r, slope, curv, lo, hi):
     step = target - r
     model_curv = np.where(np.isfinite(curv), np.minimum(curv, 0.0), 0.0)
     return np.abs(slope * step + 0.5 * model_curv * step**2)
+
+
+def newton_reach(r, slope, curv, lo, hi):
+    """Length of the full projected Newton step (money per QoE): the model's distance to the
+    MU's best response (to the bound the slope points at where the curvature is not negative)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        target = np.where(curv < 0, r - slope / curv, np.where(slope > 0, hi, lo))
+    target = np.clip(np.where(np.isfinite(target), target, r), lo, hi)
+    return np.abs(target - r)
 
 
 @dataclass
@@ -123,6 +144,10 @@ Estimator = Callable[[np.ndarray, np.ndarray, np.ndarray], Estimate]
 #: evaluate(rewards, mus, trial) -> U_m(trial_m, r_{-m}) for the MUs ``mus``.
 Evaluator = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
+#: Default reward step tolerance, relative to each MU's box width: an MU counts as settled only
+#: when its projected Newton step is below it too (regret alone is quadratic in the reward
+#: error, so a 1e-6 regret pins a reward only to about 1e-3 of its box).
+REWARD_TOLERANCE = 1e-6
 ARMIJO = 1e-4
 STALL_ROUNDS = 25
 CALM_FRACTION = 0.1
@@ -153,7 +178,8 @@ def _cycling(history: list) -> bool:
 
 def run_rounds(market: Market, estimate: Estimator, evaluate: Evaluator, *, tolerance: float,
                max_iterations: int, initial_rewards=None, schedule: str = "auto", damping: float = 1.0,
-               delta: float | None = None, progress=None) -> Rounds:
+               delta: float | None = None, progress=None, reward_tolerance: float = REWARD_TOLERANCE,
+               moved=None) -> Rounds:
     """Projected Newton ascent rounds for all MUs (see the module docstring).
 
     Each MU's step is accepted only if it raises its own utility (others held at the current
@@ -181,13 +207,14 @@ def run_rounds(market: Market, estimate: Estimator, evaluate: Evaluator, *, tole
     trust = 0.5 * width
     last_move = np.zeros(market.n_mus)
     everyone = np.arange(market.n_mus)
-    ranks = mu_ranks(market)
-    turns_gs = [np.flatnonzero(ranks == k) for k in range(int(ranks.max(initial=-1)) + 1)]
+    turns_gs = None  # built on the first Gauss-Seidel round (Jacobi alone never needs them)
     mode = "jacobi" if schedule == "jacobi" or (schedule == "auto" and initial_rewards is None) else "gauss-seidel"
     used = [mode]
     history, calm, evaluations, status, it = [], 0, 0, "max_iterations", 0
     for it in range(1, max_iterations + 1):
         worst = 0.0
+        if mode != "jacobi" and turns_gs is None:
+            turns_gs = gauss_seidel_turns(market)
         for idx in ([everyone] if mode == "jacobi" else turns_gs):
             est = estimate(r, idx, pert[idx])
             evaluations += 1
@@ -204,11 +231,14 @@ def run_rounds(market: Market, estimate: Estimator, evaluate: Evaluator, *, tole
             stationary = est.stationary if est.stationary is not None else np.zeros(idx.size, bool)
             gain = np.where(finite, predicted_gain(ri, slope, curv, lo_i, hi_i), np.inf)
             gain = np.where(stationary, 0.0, gain)
+            reach = np.where(finite, newton_reach(ri, slope, curv, lo_i, hi_i), np.inf)
+            reach = np.where(stationary, 0.0, reach)
             if est.gain_bound is not None:
                 gain = np.minimum(gain, est.gain_bound)
+                reach = np.where(np.isfinite(est.gain_bound), np.minimum(reach, pert[idx]), reach)
             # an MU already within the stopping threshold stays put: at a kink equilibrium a
             # needless small move would unsettle the other MUs of its ASP
-            settled = gain <= CALM_FRACTION * tolerance * scale[idx]
+            settled = (gain <= CALM_FRACTION * tolerance * scale[idx]) & (reach <= reward_tolerance * width[idx])
             step = np.where(stationary | settled, 0.0, step)
             step = np.clip(ri + step, lo_i, hi_i) - ri
             # Armijo backtracking on the MU's own utility (others at the current profile)
@@ -245,7 +275,11 @@ def run_rounds(market: Market, estimate: Estimator, evaluate: Evaluator, *, tole
                 evaluations += LINE_SEARCH_ITERATIONS + 2
                 step[seg] = np.where(value > accepted_value[seg], best, step[seg])
             new = ri + step
-            worst = max(worst, float(np.max(gain / scale[idx], initial=0.0)))
+            # the round's figure: the relative gain, or the reward step scaled so that it meets
+            # the same threshold exactly when the step is within reward_tolerance of the box
+            figure = np.maximum(gain / scale[idx],
+                                CALM_FRACTION * tolerance * reach / np.maximum(reward_tolerance * width[idx], 1e-300))
+            worst = max(worst, float(np.max(figure, initial=0.0)))
             flipped = step * last_move[idx] < 0
             trust[idx] = np.where(flipped, np.maximum(0.5 * np.abs(last_move[idx]), pert_min[idx]),
                                   np.minimum(2.0 * tr, 0.5 * width[idx]))
@@ -256,6 +290,8 @@ def run_rounds(market: Market, estimate: Estimator, evaluate: Evaluator, *, tole
             span = np.where(rejected, 0.25 * pert[idx], span)
             pert[idx] = np.clip(span, pert_min[idx], pert_max[idx])
             r[idx] = new
+            if moved is not None:
+                moved(r, idx)
         history.append(worst)
         if progress is not None:
             progress(it, worst)

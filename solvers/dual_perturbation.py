@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from market.followers import best_response
+from market.followers import DeviationSums, best_response
 from market.leaders import deviation_utility
 from market.model import Market
 from solvers.ascent import Estimate, run_rounds
@@ -107,11 +107,28 @@ def solve(market: Market, *, tolerance: float = 1e-6, max_iterations: int = 5000
     start = time.perf_counter()
     lo, hi = market.reward_min, market.reward_max
     solves = [0]
+    # closed form: the per-ASP sums of the deviation formula, kept up to date as MUs move, so
+    # that a turn over K MUs costs O(K) instead of a pass over all M (run_rounds calls
+    # estimate/evaluate with the profile of its last `moved` call)
+    state = {"sums": None}
+
+    def moved(r, idx):
+        if state["sums"] is None or idx.size == market.n_mus:
+            state["sums"] = None  # rebuilt from scratch at the next call (no drift from updates)
+        else:
+            state["sums"].move(idx, r[idx])
+
+    def sums_at(r):
+        if not market.is_closed_form:
+            return None
+        if state["sums"] is None:
+            state["sums"] = DeviationSums(market, r)
+        return state["sums"]
 
     def estimate(r, idx, pert):
         ri = r[idx]
         points = stencil(ri, pert, lo[idx], hi[idx])
-        values = deviation_utility(market, r, points, idx)
+        values = deviation_utility(market, r, points, idx, sums=sums_at(r))
         solves[0] += 3 * idx.size
         slope, curv = slope_and_curvature(ri, points, values)
         here = np.select([points[:, 0] == ri, points[:, 1] == ri], [values[:, 0], values[:, 1]], values[:, 2])
@@ -119,11 +136,11 @@ def solve(market: Market, *, tolerance: float = 1e-6, max_iterations: int = 5000
 
     def evaluate(r, idx, trial):
         solves[0] += idx.size
-        return deviation_utility(market, r, trial, idx)
+        return deviation_utility(market, r, trial, idx, sums=sums_at(r))
 
     out = run_rounds(market, estimate, evaluate, tolerance=tolerance, max_iterations=max_iterations,
                      initial_rewards=initial_rewards, schedule=schedule, damping=damping, delta=delta,
-                     progress=progress)
+                     progress=progress, moved=moved)
     elapsed = time.perf_counter() - start
     return make_result(market, out.rewards, solver="dual-perturbation", iterations=out.iterations,
                        solve_time_s=elapsed, follower_solves=solves[0],

@@ -96,8 +96,32 @@ class EquilibriumResult:
                 "compute_capacity": mk.compute_capacity, "bandwidth_capacity": mk.bandwidth_capacity,
                 "revenue": revenue, "cost": cost, "profit": revenue - cost}
 
-    def to_dict(self) -> dict:
-        """The result JSON (format version :data:`RESULT_VERSION`; see ``docs/market.md``)."""
+    def to_columns(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """The per-MU and per-ASP tables as columns (numpy arrays; names as object arrays):
+        what the columnar result writes. The per-MU columns are those of the JSON ``mus``
+        rows plus ``relative_regret`` and ``reward_distance`` (the certificate's bound on the
+        distance to the MU's best response)."""
+        mk, resp, q = self.market, self.response, self.response.qoe
+        cert = self.certificate
+        nan = np.full(mk.n_mus, np.nan)
+        names = np.asarray(mk.asp_names, dtype=object)
+        mus = {
+            "name": np.asarray(mk.mu_names, dtype=object), "asp": names[mk.mu_asp],
+            "reward": self.rewards, "compute": resp.compute, "bandwidth": resp.bandwidth,
+            "latency_s": q.latency_s, "qoe": q.total, "qoe_accuracy": q.accuracy, "qoe_tokens": q.tokens,
+            "qoe_timeliness": q.timeliness, "payment": self.payment, "utility": self.utility,
+            "regret": cert.regret if cert is not None else nan,
+            "relative_regret": cert.relative_regret if cert is not None else nan,
+            "reward_distance": cert.reward_distance if cert is not None and cert.reward_distance is not None else nan,
+        }
+        asps = {"name": names, **self.asp_table()}
+        return mus, asps
+
+    def to_dict(self, max_rows: int | None = None) -> dict:
+        """The result JSON (format version :data:`RESULT_VERSION`; see ``docs/market.md``).
+
+        ``max_rows`` keeps only the first rows of ``mus`` and ``asps`` (for printing).
+        """
         mk = self.market
         out: dict[str, Any] = {
             "version": RESULT_VERSION,
@@ -120,7 +144,7 @@ class EquilibriumResult:
         resp, q = self.response, self.response.qoe
         regret = self.certificate.regret if self.certificate is not None else np.full(mk.n_mus, np.nan)
         util, pay = self.utility, self.payment
-        for m in range(mk.n_mus):
+        for m in range(mk.n_mus if max_rows is None else min(mk.n_mus, max_rows)):
             out["mus"].append({
                 "name": mk.mu_names[m], "asp": mk.asp_names[mk.mu_asp[m]],
                 "reward": _num(self.rewards[m]), "compute": _num(resp.compute[m]),
@@ -130,7 +154,7 @@ class EquilibriumResult:
                 "payment": _num(pay[m]), "utility": _num(util[m]), "regret": _num(regret[m]),
             })
         table = self.asp_table()
-        for n in range(mk.n_asps):
+        for n in range(mk.n_asps if max_rows is None else min(mk.n_asps, max_rows)):
             row = {"name": mk.asp_names[n]}
             row.update({k: _num(v[n]) for k, v in table.items()})
             out["asps"].append(row)

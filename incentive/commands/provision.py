@@ -16,6 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from incentive import args as types
+
 AGENT_CHOICES = ("d3pg", "ppo", "sac", "ddpg", "td3")
 POLICY_CHOICES = AGENT_CHOICES + ("static", "random", "oracle")
 DEFAULT_STEPS = 3000
@@ -29,43 +31,47 @@ def register(subparsers) -> None:
     train = sub.add_parser("train", help="train a learner (seeds in sequence), with checkpoints and --resume")
     train.add_argument("--agent", required=True, choices=AGENT_CHOICES)
     train.add_argument("--scenario", help="provisioning scenario file or name (default: the default scenario)")
-    train.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"environment steps per seed (default {DEFAULT_STEPS})")
-    train.add_argument("--seeds", type=int, default=1, help="number of seeds 0..K-1 (default 1)")
-    train.add_argument("--first-seed", type=int, default=0, help="first seed (default 0)")
+    train.add_argument("--steps", type=types.count(1, 10**9), default=DEFAULT_STEPS, help=f"environment steps per seed (default {DEFAULT_STEPS})")
+    train.add_argument("--seeds", type=types.count(1, 10_000), default=1, help="number of seeds 0..K-1 (default 1)")
+    train.add_argument("--first-seed", type=types.count(0, 2**62), default=0, help="first seed (default 0)")
     train.add_argument("--out", help="output folder (default runs/provision/<scenario>/<agent>)")
     train.add_argument("--resume", action="store_true", help="continue interrupted runs in --out")
-    train.add_argument("--eval-every", type=int, default=500, help="evaluation/checkpoint interval in steps")
-    train.add_argument("--eval-states", type=int, default=64, help="validation states for the learning curve")
+    train.add_argument("--eval-every", type=types.count(1, 10**9), default=500, help="evaluation/checkpoint interval in steps")
+    train.add_argument("--eval-states", type=types.count(1, 10**6), default=64, help="validation states for the learning curve")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--overwrite", action="store_true",
+                       help="empty an --out folder that holds something else first (otherwise it is refused)")
     train.set_defaults(func=run_train)
 
     evaluate = sub.add_parser("evaluate", help="evaluate a policy on held-out states against the oracle")
     evaluate.add_argument("--policy", required=True, choices=POLICY_CHOICES)
     evaluate.add_argument("--scenario", help="provisioning scenario file or name (default: the default scenario)")
     evaluate.add_argument("--run", help="a training output folder (with seed_* runs); default for d3pg: the shipped policy")
-    evaluate.add_argument("--episodes", type=int, default=DEFAULT_EVAL_STATES, help="held-out states (default 256)")
-    evaluate.add_argument("--seed", type=int, default=None, help="seed of the held-out states (default: the fixed test seed)")
-    evaluate.add_argument("--best-of-k", type=int, default=None, help="D3PG: K of the best-of-K evaluation ranked by the critic (default 16)")
+    evaluate.add_argument("--episodes", type=types.count(1, 10**6), default=DEFAULT_EVAL_STATES, help="held-out states (default 256)")
+    evaluate.add_argument("--seed", type=types.seed, default=None, help="seed of the held-out states (default: the fixed test seed)")
+    evaluate.add_argument("--best-of-k", type=types.count(1, 1024), default=None, help="D3PG: K of the best-of-K evaluation ranked by the critic (default 16)")
     evaluate.add_argument("--out", help="write the JSON here (atomically); it is always printed")
     evaluate.set_defaults(func=run_evaluate)
 
     compare = sub.add_parser("compare", help="train or load every policy over seeds; curves, converged utilities (CSV+PNG)")
     compare.add_argument("--scenario", help="provisioning scenario file or name (default: the default scenario)")
-    compare.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"environment steps per run (default {DEFAULT_STEPS})")
-    compare.add_argument("--seeds", type=int, default=5, help="seeds per learner (default 5)")
+    compare.add_argument("--steps", type=types.count(1, 10**9), default=DEFAULT_STEPS, help=f"environment steps per run (default {DEFAULT_STEPS})")
+    compare.add_argument("--seeds", type=types.count(1, 10_000), default=5, help="seeds per learner (default 5)")
     compare.add_argument("--agents", default=",".join(AGENT_CHOICES), help="comma-separated learners (default all)")
     compare.add_argument("--out", help="output folder (default runs/provision-compare/<scenario>)")
-    compare.add_argument("--episodes", type=int, default=DEFAULT_EVAL_STATES, help="held-out states (default 256)")
-    compare.add_argument("--eval-every", type=int, default=500)
-    compare.add_argument("--eval-states", type=int, default=64)
+    compare.add_argument("--episodes", type=types.count(1, 10**6), default=DEFAULT_EVAL_STATES, help="held-out states (default 256)")
+    compare.add_argument("--eval-every", type=types.count(1, 10**9), default=500)
+    compare.add_argument("--eval-states", type=types.count(1, 10**6), default=64)
     compare.add_argument("--no-progress", action="store_true")
+    compare.add_argument("--overwrite", action="store_true",
+                         help="empty an --out folder that holds something else first (otherwise it is refused)")
     compare.set_defaults(func=run_compare)
 
     ship = sub.add_parser("ship", help="copy a finished D3PG run into provisioning/trained with a measured card")
     ship.add_argument("--run", required=True, help="a finished d3pg run folder (with policy.safetensors)")
     ship.add_argument("--command", required=True, help="the command that trained the run (recorded on the card)")
     ship.add_argument("--note", default="", help="how the run was chosen, recorded on the card")
-    ship.add_argument("--episodes", type=int, default=DEFAULT_EVAL_STATES, help="held-out states for the card (default 256)")
+    ship.add_argument("--episodes", type=types.count(1, 10**6), default=DEFAULT_EVAL_STATES, help="held-out states for the card (default 256)")
     ship.set_defaults(func=run_ship)
 
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
@@ -98,6 +104,31 @@ def _positive(value: int, flag: str) -> int:
     return value
 
 
+def _claim_run_folder(out: Path, command: str, identity: dict, overwrite: bool, adopt) -> Path:
+    """Check a resumable output folder by the policy of :mod:`incentive.outdir` and open it."""
+    from incentive.outdir import check_output_dir, open_run_dir
+
+    return open_run_dir(check_output_dir(out, command=command, identity=identity, overwrite=overwrite,
+                                         what=f"`incentive {command}` run", adopt=adopt))
+
+
+def _holds_training_runs(folder: Path, agent: str) -> bool:
+    """A folder written by ``provision train`` before markers existed: only ``seed_*`` runs of ``agent``."""
+    import json
+
+    entries = [p for p in folder.iterdir() if p.name != ".incentive.json"]
+    return bool(entries) and all(
+        p.is_dir() and p.name.startswith("seed_")
+        and json.loads((p / "train_config.json").read_text()).get("agent") == agent for p in entries)
+
+
+def _holds_comparison(folder: Path) -> bool:
+    """A folder written by ``provision compare`` before markers existed (only its own file names)."""
+    known = {*AGENT_CHOICES, "summary.json", "curves.csv", "converged.csv", "decisions.csv", "learning_curves.png",
+             "converged_utility.png", ".incentive.json"}
+    return all(p.name in known for p in folder.iterdir())
+
+
 def _setup_threads() -> None:
     import torch
 
@@ -115,7 +146,9 @@ def run_train(args) -> int:
     _positive(args.seeds, "--seeds")
     scenario = _resolve_scenario(args.scenario)
     problem = problem_from_scenario(scenario)
-    out = Path(args.out) if args.out else Path("runs") / "provision" / problem.name / args.agent
+    out = Path(args.out) if args.out is not None else Path("runs") / "provision" / problem.name / args.agent
+    out = _claim_run_folder(out, "provision train", {"agent": args.agent, "scenario": str(scenario)}, args.overwrite,
+                            adopt=lambda folder: _holds_training_runs(folder, args.agent))
     validation = Validation(problem, _positive(args.eval_states, "--eval-states"))
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         config = TrainConfig(
@@ -276,6 +309,10 @@ def run_evaluate(args) -> int:
 
     from market.atomic import atomic_write_json
 
+    if args.out is not None:
+        from incentive.outdir import check_output_file
+
+        check_output_file(args.out)  # before evaluating: a bad path must not cost the result
     scenario = _resolve_scenario(args.scenario)
     report = evaluate_report(
         args.policy,
@@ -362,7 +399,9 @@ def run_compare(args) -> int:
     if bad:
         raise UserError(f"--agents: unknown learner(s) {bad}; choose from {', '.join(AGENT_CHOICES)}")
     scenario = _resolve_scenario(args.scenario)
-    out = Path(args.out) if args.out else Path("runs") / "provision-compare" / scenario.stem
+    out = Path(args.out) if args.out is not None else Path("runs") / "provision-compare" / scenario.stem
+    out = _claim_run_folder(out, "provision compare", {"scenario": str(scenario)}, args.overwrite,
+                            adopt=lambda folder: _holds_comparison(folder))
     summary = run_comparison(
         scenario,
         out,

@@ -16,20 +16,26 @@ import os
 import sys
 import time
 
+from incentive import args as types
+
 
 def register(subparsers) -> None:
     """Add the ``solve`` parser."""
     p = subparsers.add_parser("solve", help="solve a market scenario and certify the equilibrium",
                               description="Solve a market scenario and certify the equilibrium.")
-    p.add_argument("scenario", nargs="?", help="scenario TOML file (see docs/market.md)")
+    p.add_argument("scenario", nargs="?",
+                   help="scenario: a TOML file, or a columnar NAME.parquet folder (see docs/market.md)")
     p.add_argument("--solver", default=None,
                    help="solver name (default: the scenario's [market] solver, normally dual-perturbation); "
                         "see `incentive solve --list-solvers`")
-    p.add_argument("--out", default=None, help="write the result JSON here (atomically)")
+    p.add_argument("--out", default=None,
+                   help="TOML scenario: write the result JSON here (atomically); columnar scenario: a folder "
+                        "that receives summary.json, mus.parquet and asps.parquet (appears whole or not at all)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors (and --json output)")
     p.add_argument("--json", action="store_true", help="print the result JSON to stdout instead of the table")
-    p.add_argument("--tolerance", type=float, default=None, help="certificate tolerance, relative (default 1e-6)")
-    p.add_argument("--max-iterations", type=int, default=None, help="iteration limit of the solver")
+    p.add_argument("--tolerance", type=types.number(0.0, 1.0, low_open=True), default=None,
+                   help="certificate tolerance, relative (default 1e-6)")
+    p.add_argument("--max-iterations", type=types.count(1, 10**7), default=None, help="iteration limit of the solver")
     p.add_argument("--list-solvers", action="store_true", help="list the registered solvers and exit")
     p.set_defaults(func=run)
 
@@ -37,7 +43,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the command; returns the exit code."""
     from market.errors import UserError
-    from market.scenario import load_scenario
+    from market.scenario import load_scenario, market_table
     from solvers.registry import REGISTRY, solve
 
     if args.list_solvers:
@@ -50,7 +56,15 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--tolerance must be in (0, 1), got {args.tolerance}")
     if args.max_iterations is not None and args.max_iterations < 1:
         raise UserError(f"--max-iterations must be >= 1, got {args.max_iterations}")
+    if args.out is not None:
+        from incentive.outdir import check_output_file
+
+        check_output_file(args.out)  # before solving: a bad path must not cost the result
     started = time.perf_counter()
+    from market.columnar import is_columnar
+
+    if is_columnar(args.scenario):
+        return _run_columnar(args, started)
     scenario = load_scenario(args.scenario)
     solver = args.solver or scenario.market.solver
     if args.solver is None and solver not in REGISTRY:
@@ -65,12 +79,18 @@ def run(args: argparse.Namespace) -> int:
     result = solve(scenario, solver, tolerance=args.tolerance, max_iterations=args.max_iterations, **options)
     data = result.to_dict()
     data["scenario_file"] = str(args.scenario)
-    data["scenario_config"] = scenario.to_dict()["market"]
+    data["scenario_config"] = market_table(scenario.market)
     data["command_time_s"] = time.perf_counter() - started
     if args.out:
         from market.atomic import atomic_write_json
 
-        atomic_write_json(args.out, data)
+        try:
+            atomic_write_json(args.out, data)
+        except OSError as exc:
+            if not args.quiet and not args.json:
+                print(format_result(result))
+            raise UserError(f"--out {args.out}: could not write the result ({exc.strerror or exc}); "
+                            "the table above is all that was kept") from None
     try:
         if args.json:
             print(json.dumps(data, indent=2, allow_nan=False))
@@ -80,6 +100,63 @@ def run(args: argparse.Namespace) -> int:
                 print(f"result written to {args.out}")
         sys.stdout.flush()
     except BrokenPipeError:  # e.g. `incentive solve ... | head`: the result file is already written
+        sys.stdout = open(os.devnull, "w")
+    return 0 if result.status == "converged" else 1
+
+
+def _run_columnar(args: argparse.Namespace, started: float) -> int:
+    """``incentive solve NAME.parquet [--out DIR]``: columns in, columns out, a JSON summary."""
+    from market.columnar import load_columnar, write_result_tables
+    from market.errors import ScenarioError, UserError
+    from market.scenario import market_table
+    from solvers.registry import REGISTRY, solve
+
+    phases = {}
+    tick = time.perf_counter()
+    columnar = load_columnar(args.scenario)
+    phases["parse_validate_s"] = time.perf_counter() - tick
+    solver = args.solver or columnar.market.solver
+    if solver not in REGISTRY:
+        if args.solver is None:
+            raise ScenarioError(f"unknown solver {solver!r}; available: {', '.join(sorted(REGISTRY))}",
+                                file=args.scenario, field="market.solver")
+        raise UserError(f"unknown solver {solver!r}; available: {', '.join(sorted(REGISTRY))}")
+    tick = time.perf_counter()
+    market = columnar.to_market()
+    phases["build_s"] = time.perf_counter() - tick
+    options = {}
+    if REGISTRY[solver].module.startswith("solvers.") and solver != "pyomo" and not args.quiet and not args.json:
+        options["progress"] = _progress_printer()
+    result = solve(market, solver, tolerance=args.tolerance, max_iterations=args.max_iterations, **options)
+    phases["solve_s"], phases["certificate_s"] = result.solve_time_s, result.certificate_time_s
+    summary = result.to_dict(max_rows=0)
+    del summary["mus"], summary["asps"]
+    summary.update({"format": "columnar", "n_mus": market.n_mus, "n_asps": market.n_asps,
+                    "scenario_file": str(args.scenario), "scenario_config": market_table(columnar.market)})
+    if args.out:
+        from incentive.outdir import staged_output_dir
+        from market.atomic import atomic_write_json
+
+        tick = time.perf_counter()
+        with staged_output_dir(args.out) as stage:
+            mus, asps = result.to_columns()
+            write_result_tables(stage, mus, asps, {"scenario": market.name})
+            phases["write_tables_s"] = time.perf_counter() - tick
+            summary["phases"] = phases
+            summary["command_time_s"] = time.perf_counter() - started
+            atomic_write_json(stage / "summary.json", summary)
+    else:
+        summary["phases"] = phases
+        summary["command_time_s"] = time.perf_counter() - started
+    try:
+        if args.json:
+            print(json.dumps(summary, indent=2, allow_nan=False, default=str))
+        elif not args.quiet:
+            print(format_result(result))
+            if args.out:
+                print(f"result written to {args.out}/ (summary.json, mus.parquet, asps.parquet)")
+        sys.stdout.flush()
+    except BrokenPipeError:
         sys.stdout = open(os.devnull, "w")
     return 0 if result.status == "converged" else 1
 
@@ -103,7 +180,8 @@ def _fmt(x: float | None, spec: str = ".4g") -> str:
 
 def format_result(result, max_rows: int = 40) -> str:
     """The readable table of a result (MUs, ASPs, certificate)."""
-    d = result.to_dict()
+    d = result.to_dict(max_rows=max_rows + 1)
+    n_mus, n_asps = result.market.n_mus, result.market.n_asps
     lines = [f"scenario {d['scenario']}: solver {d['solver']}, status {d['status'].upper()} "
              f"({d['iterations']} iterations, solve {d['solve_time_s']:.3f} s, "
              f"certificate {d['certificate_time_s']:.3f} s)"]
@@ -113,15 +191,15 @@ def format_result(result, max_rows: int = 40) -> str:
         head = (f"{'MU':18s} {'ASP':8s} {'reward':>9s} {'compute':>9s} {'bandwidth':>10s} {'latency_s':>9s} "
                 f"{'QoE':>7s} {'acc':>6s} {'tok':>6s} {'time':>7s} {'payment':>9s} {'utility':>9s} {'regret':>9s}")
         lines += ["", head, "-" * len(head)]
-        for row in d["mus"][:max_rows]:
+        for row in d["mus"][:max_rows]:  # noqa: B007
             lines.append(
                 f"{row['name'][:18]:18s} {row['asp'][:8]:8s} {_fmt(row['reward']):>9s} {_fmt(row['compute']):>9s} "
                 f"{_fmt(row['bandwidth']):>10s} {_fmt(row['latency_s']):>9s} {_fmt(row['qoe'], '.4f'):>7s} "
                 f"{_fmt(row['qoe_accuracy'], '.3f'):>6s} {_fmt(row['qoe_tokens'], '.3f'):>6s} "
                 f"{_fmt(row['qoe_timeliness'], '.3f'):>7s} {_fmt(row['payment']):>9s} {_fmt(row['utility']):>9s} "
                 f"{_fmt(row['regret'], '.2e'):>9s}")
-        if len(d["mus"]) > max_rows:
-            lines.append(f"... {len(d['mus']) - max_rows} more MUs (all of them in the JSON result)")
+        if n_mus > max_rows:
+            lines.append(f"... {n_mus - max_rows} more MUs (all of them in the result file)")
         head = (f"{'ASP':8s} {'compute_price':>13s} {'bw_price':>10s} {'compute used':>16s} "
                 f"{'bandwidth used':>20s} {'revenue':>9s} {'cost':>9s} {'profit':>9s}")
         lines += ["", head, "-" * len(head)]
@@ -131,8 +209,8 @@ def format_result(result, max_rows: int = 40) -> str:
             lines.append(f"{row['name'][:8]:8s} {_fmt(row['compute_price']):>13s} {_fmt(row['bandwidth_price']):>10s} "
                          f"{used_f:>16s} {used_b:>20s} {_fmt(row['revenue']):>9s} {_fmt(row['cost']):>9s} "
                          f"{_fmt(row['profit']):>9s}")
-        if len(d["asps"]) > max_rows:
-            lines.append(f"... {len(d['asps']) - max_rows} more ASPs")
+        if n_asps > max_rows:
+            lines.append(f"... {n_asps - max_rows} more ASPs")
     c = d["certificate"]
     if c:
         lines += ["", f"certificate: {'PASSED' if c['passed'] else 'NOT PASSED'} at tolerance {c['tolerance']:.1e} "
