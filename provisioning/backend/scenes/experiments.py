@@ -95,11 +95,14 @@ def wording_effect(model: SceneModel, judge: SceneJudge, intents: int = 48, repe
     raw, enriched = hits_by_wording["raw"].astype(float), hits_by_wording["enriched"].astype(float)
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(raw), size=(2000, len(raw)))
-    ratios = enriched[idx].mean(1) / np.maximum(raw[idx].mean(1), 1e-9)
-    ratio = enriched.mean() / raw.mean() if raw.mean() > 0 else float("inf")
-    out["ratio_enriched_over_raw"] = {"ratio": round(float(ratio), 3),
-                                      "ci95_bootstrap": [round(float(np.quantile(ratios, 0.025)), 3),
-                                                         round(float(np.quantile(ratios, 0.975)), 3)]}
+    boot_raw, boot_enriched = raw[idx].mean(1), enriched[idx].mean(1)
+    ok = boot_raw > 0  # the ratio is undefined where a resample has no raw match
+    ratios = boot_enriched[ok] / boot_raw[ok]
+    out["ratio_enriched_over_raw"] = {
+        "ratio": round(float(enriched.mean() / raw.mean()), 3) if raw.mean() > 0 else None,
+        "ci95_bootstrap": ([round(float(np.quantile(ratios, 0.025)), 3), round(float(np.quantile(ratios, 0.975)), 3)]
+                           if ok.mean() > 0.9 else None),
+        "note": "null when the raw prompt matched too rarely for a ratio (see the rates and the difference)"}
     out["difference"] = {"mean": round(float(enriched.mean() - raw.mean()), 4),
                          "ci95_bootstrap": [round(float(v), 4) for v in bootstrap_mean_interval(enriched - raw)]}
     out.update({"model": model.name, "intents": intents, "repeats": repeats, "steps": steps, "seed": seed,

@@ -61,11 +61,11 @@ class JudgeTrainConfig:
 
     seed: int = 0
     """Seed of the training renders, initialisation and batches (held-out renders use seed + 1000)."""
-    train_images: int = 24_000
+    train_images: int = 60_000
     """Training renders from the prior."""
     heldout_images: int = 4_000
     """Held-out renders (never trained on) for the per-attribute accuracy."""
-    steps: int = 2500
+    steps: int = 6000
     """Optimiser steps (batch 128, AdamW 2e-3, cosine decay)."""
     batch_size: int = 128
     threads: int = 1

@@ -23,7 +23,8 @@ from pathlib import Path
 NEGATIVE_PROMPT = "blurry, noisy, cluttered"
 
 
-def run_report(model_name: str, out: Path, samples: int, seed: int, parts: list[str], log=print) -> dict:
+def run_report(model_name: str, out: Path, samples: int, seed: int, parts: list[str], log=print,
+               steps: int = 20) -> dict:
     """Run the chosen parts (match, wording, shared, ber) and write the JSON and plots."""
     import torch
 
@@ -41,17 +42,17 @@ def run_report(model_name: str, out: Path, samples: int, seed: int, parts: list[
     report = json.loads(path.read_text()) if path.is_file() else {}
     report.update({"model": model.name, "device": str(model.device), "seed": seed, "samples": samples})
     timings = report.setdefault("cpu_s", {})
-    steps = {"match": lambda: attribute_match(model, judge, samples=samples, seed=seed),
-             "match_negative": lambda: attribute_match(model, judge, samples=samples, seed=seed,
-                                                       negative_prompt=NEGATIVE_PROMPT),
-             "wording": lambda: wording_effect(model, judge, intents=samples // 2, repeats=2, seed=seed),
-             "shared": lambda: shared_denoising(model, judge, t0_grid=(0, 4, 8, 12), tk_grid=(4, 8, 12),
-                                                samples=samples // 2, seed=seed),
-             "ber": lambda: ber_threshold(model, judge, samples=samples // 2, seed=seed),
-             "grid": lambda: sample_grid(model, out / "samples.png", seed=seed)}
+    jobs = {"match": lambda: attribute_match(model, judge, samples=samples, seed=seed, steps=steps),
+            "match_negative": lambda: attribute_match(model, judge, samples=samples, seed=seed, steps=steps,
+                                                      negative_prompt=NEGATIVE_PROMPT),
+            "wording": lambda: wording_effect(model, judge, intents=samples // 2, repeats=2, seed=seed, steps=steps),
+            "shared": lambda: shared_denoising(model, judge, t0_grid=(0, 4, 8, 12), tk_grid=(4, 8, 12),
+                                               samples=samples // 2, seed=seed),
+            "ber": lambda: ber_threshold(model, judge, samples=samples // 2, seed=seed),
+            "grid": lambda: sample_grid(model, out / "samples.png", seed=seed)}
     for part in parts:
         begin = time.process_time()
-        report[part] = steps[part]()
+        report[part] = jobs[part]()
         timings[part] = round(time.process_time() - begin, 1)
         atomic_write_json(path, report)
         log(f"[report] {part} done in {timings[part]} CPU s")
@@ -155,10 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/scenes-report")
     parser.add_argument("--samples", type=int, default=96)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=20, help="DDIM steps of the match and wording parts")
     parser.add_argument("--parts", nargs="+", default=["match", "match_negative", "wording", "shared", "ber"])
     args = parser.parse_args(argv)
     report = run_report(args.model, Path(args.out), args.samples, args.seed, args.parts,
-                        log=lambda m: print(m, file=sys.stderr, flush=True))
+                        log=lambda m: print(m, file=sys.stderr, flush=True), steps=args.steps)
     print(json.dumps({k: v for k, v in report.items() if k not in ("shared", "ber")}, indent=2))
     return 0
 

@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--guidance-scale", type=float, default=3.0)
     j = sub.add_parser("judge", help="train the scene judge on renders")
     j.add_argument("--seed", type=int, default=0)
-    j.add_argument("--steps", type=int, default=2500)
+    j.add_argument("--steps", type=int, default=6000)
     c = sub.add_parser("card", help="measure a shipped scene generator and write its card")
     c.add_argument("--model", choices=SCENE_MODEL_NAMES, required=True)
     c.add_argument("--samples", type=int, default=200)
