@@ -328,43 +328,94 @@ def _run_point_args(args):
     return run_point(SweepConfig(**config_dict), value, seed)
 
 
+def sweep_identity(config: SweepConfig) -> dict:
+    """What makes two sweeps the same run (recorded in the output folder's marker): every
+    field of the config, with the default grid written out. Executor and workers are left out:
+    they change how fast the rows come, not what they are."""
+    cfg = json_ready(asdict(config))
+    cfg["values"] = json_ready(list(config.values or DEFAULT_VALUES[config.axis]))
+    return cfg
+
+
+def legacy_sweep(folder: Path, identity: dict) -> bool:
+    """A sweep folder written before output markers existed whose ``config.json`` is this sweep."""
+    return json_ready(json.loads((folder / "config.json").read_text())) == identity
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Pool-worker initializer: end this worker when the sweep that started it dies.
+
+    On Linux the kernel sends SIGKILL when the parent goes (``prctl(PR_SET_PDEATHSIG)``,
+    called through ctypes: no library wraps it); elsewhere a daemon thread polls the parent
+    once a second. Ctrl-C reaches the whole process group: the worker ignores it and the
+    parent ends the pool; SIGTERM gets its default action (the CLI's handler is inherited on fork).
+    """
+    import signal
+    import sys
+    import threading
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            pr_set_pdeathsig = 1
+            armed = libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+    if not armed:
+        def watch() -> None:
+            while os.getppid() == parent_pid:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+
+
 def run_sweep(config: SweepConfig, out_dir: str | Path, *, executor: str = "process", workers: int = 2,
-              progress=None) -> list[dict]:
+              progress=None, overwrite: bool = False) -> list[dict]:
     """Run the grid, appending each finished row to ``out_dir/rows.jsonl`` (resumes).
+
+    The folder follows the output policy of :mod:`incentive.outdir`: a folder holding another
+    sweep (its marker's config differs in any field: values, seeds, axis, ...) is refused,
+    naming the field, unless ``overwrite``; the same sweep resumes.
 
     Parameters
     ----------
-    executor : ``"process"`` (concurrent.futures process pool), ``"ray"`` (local Ray
-        cluster, ``num_cpus=workers``) or ``"serial"``.
+    executor : ``"process"`` (multiprocessing pool; workers die with the sweep), ``"ray"``
+        (local Ray cluster, ``num_cpus=workers``) or ``"serial"``.
     workers : parallel workers.
     progress : optional callable ``(done, total)``.
+    overwrite : replace a folder that holds something else.
     """
+    from incentive.outdir import check_output_dir, open_run_dir
+
     if config.axis not in SWEEP_AXES:
         raise UserError(f"sweep axis must be one of {', '.join(SWEEP_AXES)}, got {config.axis!r}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()}
+    if executor not in ("process", "ray", "serial"):
+        raise UserError(f"executor must be 'process', 'ray' or 'serial', got {executor!r}")
+    identity = sweep_identity(config)
+    out = open_run_dir(check_output_dir(out_dir, command="sweep", identity=identity, overwrite=overwrite,
+                                        what="sweep", adopt=lambda folder: legacy_sweep(folder, identity)))
+    atomic_write_json(out / "config.json", identity)
     rows_path = out / "rows.jsonl"
-    if (out / "config.json").exists() and rows_path.exists():
-        try:
-            old = json.loads((out / "config.json").read_text())
-        except json.JSONDecodeError:
-            old = None
-        same = old is not None and all(old.get(k) == cfg[k] for k in cfg if k not in ("values", "seeds"))
-        if not same:
-            raise UserError(f"{out} holds rows of a different sweep (config.json differs in more than "
-                            "values/seeds); choose another --out or delete that folder")
-    atomic_write_json(out / "config.json", cfg)
-    rows = []
+    grid = {(float(v), int(s)) for v, s in config.grid()}
+    rows, done = [], set()
     if rows_path.exists():
         for line in rows_path.read_text().splitlines():
             try:
                 row = json.loads(line)
-            except json.JSONDecodeError:
+                key = (float(row["value"]), int(row["seed"]))
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
                 continue  # a line cut by an interruption: redo that point
-            if row.get("axis") == config.axis:
+            if row.get("axis") == config.axis and key in grid and key not in done:
                 rows.append(row)
-    done = {(float(r["value"]), int(r["seed"])) for r in rows}
+                done.add(key)
     todo = [(v, s) for v, s in config.grid() if (float(v), int(s)) not in done]
     total = len(config.grid())
     args = [(asdict(config), v, s) for v, s in todo]
@@ -382,18 +433,20 @@ def run_sweep(config: SweepConfig, out_dir: str | Path, *, executor: str = "proc
         for a in args:
             record(_run_point_args(a))
     elif executor == "process":
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        import multiprocessing
 
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(_run_point_args, a) for a in args]
-            try:
-                for fut in as_completed(futures):
-                    record(fut.result())
-            except BaseException:
-                for fut in futures:
-                    fut.cancel()
-                raise
-    elif executor == "ray":
+        pool = multiprocessing.Pool(processes=workers, initializer=_die_with_parent, initargs=(os.getpid(),))
+        try:
+            for row in pool.imap_unordered(_run_point_args, args):
+                record(row)
+        except BaseException:
+            pool.terminate()  # Ctrl-C, SIGTERM or an error: no worker outlives the sweep
+            raise
+        else:
+            pool.close()
+        finally:
+            pool.join()
+    else:
         try:
             import ray
         except ImportError:
@@ -412,8 +465,6 @@ def run_sweep(config: SweepConfig, out_dir: str | Path, *, executor: str = "proc
         finally:
             if started:
                 ray.shutdown()
-    else:
-        raise UserError(f"executor must be 'process', 'ray' or 'serial', got {executor!r}")
     return rows
 
 

@@ -13,7 +13,8 @@ field's rule is defined once (:data:`MARKET_RULES`, :data:`ASP_RULES`, :data:`MU
 :func:`mu_cross_field_errors`) and applied here one value at a time (TOML) and column-wise
 by ``market.columnar`` (Parquet), with the same messages. The cost is O(N + M).
 
-May import: the standard library, numpy, ``tomli_w`` and ``market.errors`` / ``market.atomic``.
+May import: the standard library, numpy, ``tomli_w`` and ``market.errors`` / ``market.atomic`` /
+``market.bounds``.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from market.atomic import atomic_write_text
+from market.bounds import check_scenario as check_scenario_bounds
 from market.errors import ScenarioError
 
 #: Version of the scenario file format written by this code (``[market] version``).
@@ -416,7 +418,12 @@ class _Fields:
         if kind == "float":
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise self.error(key, f"must be a number, got {_type_name(value)} {value!r}")
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:  # a TOML integer beyond double precision
+                raise self.error(key, f"is too large to be a number ({len(str(value))} digits)") from None
+            if not math.isfinite(value):
+                raise self.error(key, f"must be finite, got {value!r}")
         elif kind == "int":
             if isinstance(value, bool) or not isinstance(value, int):
                 raise self.error(key, f"must be an integer, got {_type_name(value)} {value!r}")
@@ -460,7 +467,9 @@ def _parse(data: Any, file: str) -> Scenario:
             if not isinstance(data[name], dict):
                 raise ScenarioError(f"must be a table, got {_type_name(data[name])}", file=file, field=name)
             extra[name] = data[name]
-    return Scenario(market=market, asps=tuple(asps), mus=tuple(mus), extra_tables=extra, file=file)
+    scenario = Scenario(market=market, asps=tuple(asps), mus=tuple(mus), extra_tables=extra, file=file)
+    check_scenario_bounds(scenario)  # physical ranges (market.bounds): every derived quantity stays finite
+    return scenario
 
 
 def _unique(names, array: str, file: str) -> None:

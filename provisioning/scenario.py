@@ -11,17 +11,19 @@ used by the pipeline to derive one from a market scenario's ``[provisioning]`` t
 market's per-user rewards, compute shares and bandwidths). Every malformed value raises
 :class:`market.errors.ScenarioError` naming the file and the dotted field.
 
-May import: the standard library, numpy, ``market.errors``, ``provisioning.channel``,
+May import: the standard library, numpy, ``market.errors``, ``market.bounds``, ``provisioning.channel``,
 ``provisioning.quality``.
 """
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from market.bounds import Bound
 from market.errors import ScenarioError
 from provisioning.channel import ChannelParams
 from provisioning.quality import SimulatedQualityModel
@@ -41,6 +43,44 @@ __all__ = [
 
 DEFAULT_SCENARIO_NAME = "paper-3users"
 REWARD_MODES = ("expected", "sampled")
+
+#: Physical range of every number of a provisioning scenario (dotted field, per-user lists and
+#: ``[low, high]`` pairs share their field's range). Within them the channel, QoE, cost and the
+#: oracle's search stay finite; ``docs/provisioning.md`` ("Physical ranges") lists the table.
+PROVISIONING_BOUNDS: dict[str, Bound] = {
+    "num_users": Bound(1, 1000, "users one ASP serves at once"),
+    "max_trials": Bound(1, 64, "trials per user per round; the oracle searches them all"),
+    "objective.qoe_weight": Bound(0.0, 1e6, "utility per unit QoE; larger values overflow the oracle's search"),
+    "objective.cost_weight": Bound(0.0, 1e6, "utility per unit cost, on the scale of qoe_weight"),
+    "objective.compute_cost_per_step": Bound(0.0, 1e6, "cost units per denoising step"),
+    "objective.diffusion_steps": Bound(1, 10_000, "denoising steps per trial"),
+    "objective.user_weights": Bound(0.0, 1e6, "weight on a user's QoE (the market's reward per unit QoE)"),
+    "objective.min_qoe": Bound(-1e6, 1e6, "QoE floor per user"),
+    "objective.penalty_per_user": Bound(0.0, 1e6, "on the scale of qoe_weight"),
+    "objective.penalty_budget": Bound(0.0, 1e6, "on the scale of qoe_weight"),
+    "latency.max_latency_s": Bound(1e-3, 1e6, "s: a millisecond to eleven days"),
+    "latency.time_per_trial_s": Bound(1e-6, 1e5, "s per trial: a microsecond to a day"),
+    "latency.link_rate_bps": Bound(1.0, 1e15, "bit/s: one bit per second to a petabit link"),
+    "latency.image_bits": Bound(0.0, 1e13, "bits per image: up to a terabyte"),
+    "channel.nakagami_m": Bound(0.5, 100.0, "Nakagami shape; 0.5 is the smallest the distribution allows, "
+                                "100 is already a fixed channel"),
+    "channel.nakagami_omega": Bound(1e-6, 1e6, "mean fading power"),
+    "channel.path_loss_exponent": Bound(0.0, 8.0, "free space is 2, dense indoor about 6", low_open=True),
+    "channel.path_gain_at_1m_db": Bound(-200.0, 30.0, "dB; a passive channel gains at most 0 dB, antennas a little more"),
+    "channel.shadowing_sigma_db": Bound(0.0, 30.0, "dB; measured shadowing is 4-12 dB"),
+    "channel.noise_power_w": Bound(1e-25, 1e-3, "W over the band; thermal noise over 10 MHz is 4e-14"),
+    "channel.gauss_hermite_nodes": Bound(1, 256, "quadrature nodes for the shadowing average"),
+    "quality.score_easy": Bound(0.0, 10.0, "the 0-10 quality score", low_open=True),
+    "quality.score_hard": Bound(0.0, 10.0, "the 0-10 quality score", low_open=True),
+    "quality.log_spread_easy": Bound(0.0, 5.0, "standard deviation of the log score"),
+    "quality.log_spread_hard": Bound(0.0, 5.0, "standard deviation of the log score"),
+    "quality.ber_sensitivity_easy": Bound(0.0, 1e4, "loss of log score per unit bit error rate"),
+    "quality.ber_sensitivity_hard": Bound(0.0, 1e4, "loss of log score per unit bit error rate"),
+    "state.distance_m": Bound(1e-2, 1e6, "m: a centimetre to a thousand kilometres"),
+    "state.difficulty": Bound(0.0, 1.0, "a fraction"),
+    "state.quality_threshold": Bound(0.0, 10.0, "the 0-10 quality score", low_open=True),
+    "state.p_total_w": Bound(1e-6, 1e4, "W: a microwatt to a broadcast transmitter"),
+}
 
 
 @dataclass(frozen=True)
@@ -216,7 +256,10 @@ class _Table:
         name = label or key
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.error(name, f"must be a number, got {type(value).__name__} {value!r}")
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # a TOML integer beyond double precision
+            raise self.error(name, f"is too large to be a number ({len(str(value))} digits)") from None
         if not math.isfinite(value):
             raise self.error(name, f"must be finite, got {value!r}")
         if positive and value <= 0:
@@ -225,7 +268,16 @@ class _Table:
             raise self.error(name, f"must be >= {minimum}, got {value!r}")
         if maximum is not None and value > maximum:
             raise self.error(name, f"must be <= {maximum}, got {value!r}")
+        self._check_bound(key, name, value)
         return value
+
+    def _check_bound(self, key: str, name: str, value) -> None:
+        """The field's physical range (:data:`PROVISIONING_BOUNDS`); ``key`` may carry ``[i]``."""
+        bound = PROVISIONING_BOUNDS.get(re.sub(r"\[\d+\]", "", self._name(key)))
+        if bound is not None:
+            problem = bound.violation(value)
+            if problem is not None:
+                raise self.error(name, problem)
 
     def number(self, key: str, default: Any = ..., **limits) -> float:
         return self._check_number(key, self.raw(key, default), **limits)
@@ -236,6 +288,7 @@ class _Table:
             raise self.error(key, f"must be an integer, got {type(value).__name__} {value!r}")
         if minimum is not None and value < minimum:
             raise self.error(key, f"must be >= {minimum}, got {value!r}")
+        self._check_bound(key, key, value)
         return int(value)
 
     def string(self, key: str, default: Any = ..., choices: tuple | None = None) -> str:
@@ -405,8 +458,10 @@ def load_provisioning_scenario(path: str | Path) -> ProvisioningConfig:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ScenarioError("scenario file not found", file=path) from None
+    except UnicodeDecodeError:
+        raise ScenarioError("not UTF-8 text (a binary file?)", file=path) from None
     except OSError as exc:
-        raise ScenarioError(f"cannot read scenario file: {exc}", file=path) from None
+        raise ScenarioError(f"cannot read scenario file ({exc.strerror or exc})", file=path) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -482,6 +537,10 @@ def provisioning_config_for_market(
         base = tomllib.loads(base_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ScenarioError(f"no provisioning scenario {base_ref!r} ({base_path})", file=source, field="provisioning.scenario") from None
+    except UnicodeDecodeError:
+        raise ScenarioError("not UTF-8 text (a binary file?)", file=base_path) from None
+    except OSError as exc:
+        raise ScenarioError(f"cannot read it ({exc.strerror or exc})", file=source, field="provisioning.scenario") from None
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"not valid TOML: {exc}", file=base_path) from None
     try:

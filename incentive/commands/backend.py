@@ -19,6 +19,8 @@ import argparse
 import json
 import sys
 
+from incentive import args as types
+
 
 def register(subparsers) -> None:
     """Add the ``backend`` parser and its sub-commands."""
@@ -29,42 +31,46 @@ def register(subparsers) -> None:
 
     m = sub.add_parser("measure", help="generate, send over a noisy link, pick best-of-N, judge; JSON report")
     m.add_argument("--model", default="digits-large", help="shipped name or local folder (default: digits-large)")
-    m.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
-    m.add_argument("--trials", type=int, default=1, help="images per request, best kept (default 1)")
-    m.add_argument("--ber", type=float, default=0.0, help="bit error rate of the link (default 0)")
-    m.add_argument("--samples", type=int, default=100, help="requests (default 100)")
-    m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default: the model's)")
-    m.add_argument("--link-rate", type=float, default=None, help="link rate in bit/s for transmission time")
-    m.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    m.add_argument("--steps", type=types.count(1, 1000), default=None, help="denoising steps (default: the model's)")
+    m.add_argument("--trials", type=types.count(1, 1024), default=1, help="images per request, best kept (default 1)")
+    m.add_argument("--ber", type=types.probability, default=0.0, help="bit error rate of the link (default 0)")
+    m.add_argument("--samples", type=types.count(1, 10**6), default=100, help="requests (default 100)")
+    m.add_argument("--seed", type=types.seed, default=0)
+    m.add_argument("--guidance", type=types.number(0.0, 100.0), default=None, help="classifier-free guidance (default: the model's)")
+    m.add_argument("--link-rate", type=types.number(0.0, 1e15, low_open=True), default=None, help="link rate in bit/s for transmission time")
+    m.add_argument("--device", type=types.device, default=None, help="cpu or cuda (default: cuda when present)")
     m.add_argument("--per-request", action="store_true", help="include per-request lists in the JSON")
     m.add_argument("--out", default=None, help="write the JSON report here (atomically)")
-    m.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    m.add_argument("--threads", type=types.count(1, 1024), default=1, help="torch CPU threads (default 1)")
     m.set_defaults(func=_measure)
 
     c = sub.add_parser("calibrate", help="sweep steps/trials/BER/model; write ASP profiles, quality tables, plots")
     c.add_argument("--out", default="runs/backend-calibration", help="output folder (resumes if it exists)")
     c.add_argument("--models", nargs="+", default=None, help="models (default: the three shipped)")
-    c.add_argument("--steps", nargs="+", type=int, default=None, help="steps grid (default 2 5 10 20)")
-    c.add_argument("--trials", nargs="+", type=int, default=None, help="trials grid (default 1 2 4)")
-    c.add_argument("--ber", nargs="+", type=float, default=None, help="BER grid (default 0 0.001 0.01 0.03 0.1)")
-    c.add_argument("--samples", type=int, default=50)
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--link-rate", type=float, default=None)
+    c.add_argument("--steps", nargs="+", type=types.count(1, 1000), default=None, help="steps grid (default 2 5 10 20)")
+    c.add_argument("--trials", nargs="+", type=types.count(1, 1024), default=None, help="trials grid (default 1 2 4)")
+    c.add_argument("--ber", nargs="+", type=types.probability, default=None, help="BER grid (default 0 0.001 0.01 0.03 0.1)")
+    c.add_argument("--samples", type=types.count(1, 10**6), default=50)
+    c.add_argument("--seed", type=types.seed, default=0)
+    c.add_argument("--link-rate", type=types.number(0.0, 1e15, low_open=True), default=None)
     c.add_argument("--base-scenario", default=None, help="scenario whose ASPs (by `model`) get measured profiles")
-    c.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    c.add_argument("--threads", type=types.count(1, 1024), default=1, help="torch CPU threads (default 1)")
+    c.add_argument("--overwrite", action="store_true",
+                   help="empty an --out folder that holds something else first (otherwise it is refused)")
     c.set_defaults(func=_calibrate)
 
     s = sub.add_parser("shared-denoise", help="t0 server steps under one prompt, noisy latent, tk device steps")
     s.add_argument("--model", default="digits-large")
-    s.add_argument("--t0", nargs="+", type=int, default=None, help="server steps grid (default 0 2 4 6 8)")
-    s.add_argument("--tk", nargs="+", type=int, default=None, help="device steps grid (default 2 4 6 8 10)")
-    s.add_argument("--ber", nargs="+", type=float, default=None, help="BER grid (default 0 .01 .03 .06 .1 .15)")
-    s.add_argument("--samples", type=int, default=50)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--guidance", type=float, default=None)
+    s.add_argument("--t0", nargs="+", type=types.count(0, 1000), default=None, help="server steps grid (default 0 2 4 6 8)")
+    s.add_argument("--tk", nargs="+", type=types.count(1, 1000), default=None, help="device steps grid (default 2 4 6 8 10)")
+    s.add_argument("--ber", nargs="+", type=types.probability, default=None, help="BER grid (default 0 .01 .03 .06 .1 .15)")
+    s.add_argument("--samples", type=types.count(1, 10**6), default=50)
+    s.add_argument("--seed", type=types.seed, default=0)
+    s.add_argument("--guidance", type=types.number(0.0, 100.0), default=None)
     s.add_argument("--out", default="runs/backend-shared", help="output folder (JSON + plots)")
-    s.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    s.add_argument("--threads", type=types.count(1, 1024), default=1, help="torch CPU threads (default 1)")
+    s.add_argument("--overwrite", action="store_true",
+                   help="replace an existing non-empty --out folder (otherwise it is refused, never deleted)")
     s.set_defaults(func=_shared)
 
 
@@ -81,6 +87,10 @@ def _measure(args) -> int:
     from provisioning.backend.measurement import MeasureConfig, measure
     from provisioning.backend.models import load_model
 
+    if args.out is not None:
+        from incentive.outdir import check_output_file
+
+        check_output_file(args.out)  # before measuring: a bad path must not cost the result
     _set_threads(args.threads)
     model = load_model(args.model, device=args.device)
     cfg = MeasureConfig(model=args.model, steps=args.steps, trials=args.trials, ber=args.ber,
@@ -95,8 +105,13 @@ def _measure(args) -> int:
 
 
 def _calibrate(args) -> int:
+    from incentive.outdir import check_output_dir, open_run_dir
     from provisioning.backend.calibration import CalibrateConfig, calibrate
 
+    # measurements resume only under the same samples, seed and link rate (others would be dropped)
+    identity = {"samples": args.samples, "seed": args.seed, "link_rate_bps": args.link_rate}
+    open_run_dir(check_output_dir(args.out, command="backend calibrate", identity=identity, overwrite=args.overwrite,
+                                  what="calibration", adopt=lambda folder: _same_calibration(folder, identity)))
     _set_threads(args.threads)
     cfg = CalibrateConfig()
     if args.models:
@@ -113,6 +128,12 @@ def _calibrate(args) -> int:
     return 0
 
 
+def _same_calibration(folder, identity: dict) -> bool:
+    """A calibration folder written before markers existed, with the same samples, seed and link rate."""
+    config = json.loads((folder / "config.json").read_text())
+    return all(config.get(k) == v for k, v in identity.items())
+
+
 def _shared(args) -> int:
     from pathlib import Path
 
@@ -120,6 +141,11 @@ def _shared(args) -> int:
     from provisioning.backend.models import load_model
     from provisioning.backend.shared import SharedDenoiseConfig, plot_shared, rows_to_dicts, shared_denoise
 
+    from incentive.outdir import check_output_dir, staged_output_dir
+
+    plan = check_output_dir(args.out, command="backend shared-denoise", overwrite=args.overwrite,
+                            identity={k: v for k, v in sorted(vars(args).items())
+                                      if k not in ("func", "out", "overwrite", "threads")})
     _set_threads(args.threads)
     cfg = SharedDenoiseConfig(model=args.model, samples=args.samples, seed=args.seed, guidance_scale=args.guidance)
     if args.t0:
@@ -133,9 +159,10 @@ def _shared(args) -> int:
     out = Path(args.out)
     from dataclasses import asdict
 
-    atomic_write_json(out / "shared_denoise.json", {"config": asdict(cfg), "device": str(model.device),
-                                                    "rows": rows_to_dicts(rows)})
-    files = plot_shared(rows, out)
+    with staged_output_dir(plan) as stage:
+        atomic_write_json(stage / "shared_denoise.json", {"config": asdict(cfg), "device": str(model.device),
+                                                          "rows": rows_to_dicts(rows)})
+        files = [out / Path(f).name for f in plot_shared(rows, stage)]
     for r in rows:
         print(f"t0={r.t0:2d} tk={r.tk:2d} ber={r.ber:<6g} acc_dev1={r.accuracy_device1:.2f} "
               f"acc_dev2={r.accuracy_device2:.2f} leak={r.leak_to_server_prompt:.2f} "

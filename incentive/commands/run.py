@@ -20,6 +20,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from incentive import args as types
+
 
 def register(subparsers) -> None:
     """Add the ``run`` parser."""
@@ -35,18 +37,20 @@ def register(subparsers) -> None:
     p.add_argument("--calibrate", action="store_true",
                    help="measure the ASP profiles with the backend first and re-solve the market on them")
     p.add_argument("--quick", action="store_true", help="few samples (seconds; for tests and a first look)")
-    p.add_argument("--samples", type=int, default=None, help="requests measured per user (default 60; 6 with --quick)")
-    p.add_argument("--calibration-samples", type=int, default=None,
+    p.add_argument("--samples", type=types.count(1, 10**6), default=None, help="requests measured per user (default 60; 6 with --quick)")
+    p.add_argument("--calibration-samples", type=types.count(1, 10**6), default=None,
                    help="requests per model in the calibration (default 60; 10 with --quick)")
-    p.add_argument("--seed", type=int, default=0, help="run seed (states, requests; default 0)")
+    p.add_argument("--seed", type=types.seed, default=0, help="run seed (states, requests; default 0)")
     p.add_argument("--solver", default=None, help="market solver (default: the scenario's)")
     p.add_argument("--allow-uncertified", action="store_true",
                    help="carry on when the equilibrium's certificate does not pass (the report says so)")
     p.add_argument("--partial-slot", choices=("oracle", "pad"), default="oracle",
                    help="a slot with fewer than Q users: exact oracle (default) or the policy with padding users")
     p.add_argument("--policy", default=None, help="D3PG policy file (default: the shipped one)")
-    p.add_argument("--steps", type=int, default=None, help="denoising steps of every model (default: each model's)")
-    p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="backend device (default: CUDA when present)")
+    p.add_argument("--steps", type=types.count(1, 1000), default=None, help="denoising steps of every model (default: each model's)")
+    p.add_argument("--device", type=types.device, default=None, help="backend device (default: CUDA when present)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing non-empty --out folder (otherwise it is refused, never deleted)")
     p.set_defaults(func=run)
 
 
@@ -64,7 +68,12 @@ def run(args: argparse.Namespace) -> int:
             config.calibration_samples = min(config.calibration_samples, 10)
     if args.calibration_samples is not None:
         config.calibration_samples = args.calibration_samples
-    out = args.out or str(Path("results") / Path(args.scenario).stem)
+    out = args.out if args.out is not None else str(Path("results") / Path(args.scenario).stem)
+    from incentive.outdir import check_output_dir
+
+    # checked before any work (the pipeline's staged folder uses this decision)
+    check_output_dir(out, command="run", overwrite=args.overwrite,
+                     identity={k: v for k, v in sorted(vars(args).items()) if k not in ("func", "out", "overwrite")})
     result = run_pipeline(args.scenario, out, config)
     s = result.summary
     print(f"incentive run: {result.market.get('scenario')}: market {s['market_status']}, "

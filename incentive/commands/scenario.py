@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 
+from incentive import args as types
+
 
 def register(subparsers) -> None:
     """Add the ``scenario`` parser with its ``new``, ``check`` and ``convert`` sub-commands."""
@@ -19,9 +21,9 @@ def register(subparsers) -> None:
                               description="Create (new) or validate (check) market scenario files.")
     sub = p.add_subparsers(dest="scenario_command", metavar="ACTION")
     new = sub.add_parser("new", help="write a seeded random scenario")
-    new.add_argument("--asps", type=int, required=True, help="number of ASPs (>= 1)")
-    new.add_argument("--mus", type=int, required=True, help="number of MUs (>= 1)")
-    new.add_argument("--seed", type=int, default=0, help="random seed (>= 0)")
+    new.add_argument("--asps", type=types.count(1, 100_000), required=True, help="number of ASPs (>= 1)")
+    new.add_argument("--mus", type=types.count(1, 10_000_000), required=True, help="number of MUs (>= 1)")
+    new.add_argument("--seed", type=types.seed, default=0, help="random seed (>= 0)")
     new.add_argument("--out", default=None, help="output file (default: print TOML to stdout); "
                                                   "NAME.parquet writes the columnar format")
     new.add_argument("--format", choices=("toml", "parquet"), default=None,
@@ -51,6 +53,10 @@ def run_new(args: argparse.Namespace) -> int:
         raise UserError("--asps and --mus must be at least 1")
     if args.seed < 0:
         raise UserError("--seed must be >= 0")
+    if args.out is not None:
+        from incentive.outdir import check_output_file
+
+        check_output_file(args.out)
     fmt = args.format or ("parquet" if args.out and args.out.endswith(".parquet") else "toml")
     if fmt == "parquet":
         from market.columnar import write_columnar

@@ -16,6 +16,8 @@ import os
 import sys
 import time
 
+from incentive import args as types
+
 
 def register(subparsers) -> None:
     """Add the ``solve`` parser."""
@@ -31,8 +33,9 @@ def register(subparsers) -> None:
                         "that receives summary.json, mus.parquet and asps.parquet (appears whole or not at all)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors (and --json output)")
     p.add_argument("--json", action="store_true", help="print the result JSON to stdout instead of the table")
-    p.add_argument("--tolerance", type=float, default=None, help="certificate tolerance, relative (default 1e-6)")
-    p.add_argument("--max-iterations", type=int, default=None, help="iteration limit of the solver")
+    p.add_argument("--tolerance", type=types.number(0.0, 1.0, low_open=True), default=None,
+                   help="certificate tolerance, relative (default 1e-6)")
+    p.add_argument("--max-iterations", type=types.count(1, 10**7), default=None, help="iteration limit of the solver")
     p.add_argument("--list-solvers", action="store_true", help="list the registered solvers and exit")
     p.add_argument("--executor", choices=("serial", "process", "ray"), default=None,
                    help="columnar scenarios: solve and certify shard by shard (groups of ASPs; the game splits "
@@ -58,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--tolerance must be in (0, 1), got {args.tolerance}")
     if args.max_iterations is not None and args.max_iterations < 1:
         raise UserError(f"--max-iterations must be >= 1, got {args.max_iterations}")
+    if args.out is not None:
+        from incentive.outdir import check_output_file
+
+        check_output_file(args.out)  # before solving: a bad path must not cost the result
     started = time.perf_counter()
     from market.columnar import is_columnar
 
@@ -86,7 +93,13 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         from market.atomic import atomic_write_json
 
-        atomic_write_json(args.out, data)
+        try:
+            atomic_write_json(args.out, data)
+        except OSError as exc:
+            if not args.quiet and not args.json:
+                print(format_result(result))
+            raise UserError(f"--out {args.out}: could not write the result ({exc.strerror or exc}); "
+                            "the table above is all that was kept") from None
     try:
         if args.json:
             print(json.dumps(data, indent=2, allow_nan=False))

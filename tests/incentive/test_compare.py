@@ -67,7 +67,7 @@ def test_sweep_rejects_fractional_mus(tmp_path, capsys):
 @pytest.mark.parametrize("args,needle", [
     (["--axis", "capacity", "--values", "0"], "capacity must be > 0"),
     (["--axis", "weight_spread", "--values", "1.5"], "[0, 1]"),
-    (["--seeds", "-1"], "seeds must be >= 0"),
+    (["--seeds", "-1"], "--seeds: must be in [0, 2^63 - 1]"),
 ])
 def test_sweep_rejects_bad_grids(tmp_path, capsys, args, needle):
     assert main(["sweep", *args, "--out", str(tmp_path / "s")]) == 2

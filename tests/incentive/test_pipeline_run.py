@@ -181,7 +181,7 @@ def test_infeasible_market_is_a_clear_error_and_keeps_an_old_folder(tmp_path, ca
     out = tmp_path / "out"
     out.mkdir()
     (out / "report.md").write_text("previous run")
-    assert main(["run", str(scenario), "--out", str(out), "--quick", "--provision", "oracle"]) == 2
+    assert main(["run", str(scenario), "--out", str(out), "--quick", "--provision", "oracle", "--overwrite"]) == 2
     err = capsys.readouterr().err
     assert "infeasible" in err.lower() and "qoe_required" in err
     assert (out / "report.md").read_text() == "previous run" and _leftovers(tmp_path) == []

@@ -1,141 +1,74 @@
-"""Hypothesis properties of the market and its equilibrium over generated scenarios.
+"""Hypothesis properties of the market and its equilibrium, through the public testing API.
 
-Where an ASP's capacity sits exactly at its threshold (slack/binding kink) equilibria need
-not be unique, so the symmetry properties check that the transformed answer is certified in
-the transformed market, and compare independent solves only where the equilibrium is smooth.
-
-Scenarios come from the seeded generator with hypothesis choosing sizes, seeds and
-modifications (an ASP with no MUs, an MU with zero timeliness weight). The "ci" profile
-(HYPOTHESIS_PROFILE=ci) runs more examples.
+The strategies and checks are :mod:`solvers.testing` (documented in docs/stress.md), the same
+ones users run on their own scenario families. Where an ASP's capacity sits exactly at its
+threshold (slack/binding kink) equilibria need not be unique, so the symmetry checks judge
+the transformed answer with the certificate and compare independent solves only where the
+equilibrium is unique. The "ci" profile (HYPOTHESIS_PROFILE=ci) runs more examples.
 """
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
-from hypothesis import assume, given
+import pytest
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import solvers
-from market.followers import closed_form_deviation_qoe, closed_form_response, kkt_residuals
-from market.generator import generate_scenario
+from market.followers import best_response, kkt_residuals
 from market.model import Market
-from market.scenario import ASPSpec, QoEWeights, Scenario
-from solvers.certificate import certify
+from solvers import testing as mt
+from solvers.sensitivity import detect_regime
 
-TOL = 1e-6
-
-
-@st.composite
-def scenarios(draw, max_asps: int = 4, max_mus: int = 12) -> Scenario:
-    n_asps = draw(st.integers(1, max_asps))
-    n_mus = draw(st.integers(1, max_mus))
-    scn = generate_scenario(n_asps, n_mus, seed=draw(st.integers(0, 2**31 - 1)))
-    if draw(st.booleans()):  # an ASP nobody uses
-        empty = ASPSpec(name="idle", accuracy=0.9, seconds_per_token=0.02, max_tokens=512.0, compute_capacity=10.0,
-                        bandwidth_capacity=1e7, compute_cost=0.01, bandwidth_cost=1e-9)
-        scn = dataclasses.replace(scn, asps=scn.asps + (empty,))
-    if draw(st.booleans()):  # an MU that does not care about latency
-        m = draw(st.integers(0, n_mus - 1))
-        mus = list(scn.mus)
-        mus[m] = dataclasses.replace(mus[m], weights=QoEWeights(accuracy=0.5, tokens=0.5, timeliness=0.0))
-        scn = dataclasses.replace(scn, mus=tuple(mus))
-    return scn
+SMALL = Path(__file__).resolve().parents[2] / "scenarios" / "small.toml"
 
 
-def at_threshold(market: Market, result) -> bool:
-    """Whether some ASP sits exactly at its capacity kink (equilibria then need not be unique)."""
-    resp = result.response
-    for name in ("compute", "bandwidth"):
-        used = market.per_asp_sum(getattr(resp, name)) / getattr(market, f"{name}_capacity")
-        mult = getattr(resp, f"{name}_multiplier")
-        if np.any((mult < 1e-6 * getattr(market, f"{name}_cost")) & (used > 1 - 1e-6)):
-            return True
-    return False
-
-
-@given(scenarios(), st.integers(0, 2**31 - 1))
+@given(mt.scenarios(), st.integers(0, 2**31 - 1))
 def test_followers_never_exceed_capacity_and_satisfy_kkt(scn, seed):
     mk = Market.from_scenario(scn)
     r = np.random.default_rng(seed).uniform(mk.reward_min, mk.reward_max)
-    resp = closed_form_response(mk, r)
-    assert np.all(resp.compute >= 0) and np.all(resp.bandwidth >= 0)
-    assert np.all(mk.per_asp_sum(resp.compute) <= mk.compute_capacity * (1 + 1e-12))
-    assert np.all(mk.per_asp_sum(resp.bandwidth) <= mk.bandwidth_capacity * (1 + 1e-12))
+    resp = best_response(mk, r)
+    mt.check_capacities_respected(mk, resp)
     assert kkt_residuals(mk, resp).max < 1e-9
 
 
-@given(scenarios())
-def test_equilibrium_is_certified(scn):
+@given(mt.scenarios())
+def test_equilibrium_is_certified_and_within_capacity(scn):
     mk = Market.from_scenario(scn)
-    result = solvers.solve(mk, "dual-perturbation")
-    cert = result.certificate
-    assert result.status == "converged", cert.to_dict()
-    assert cert.max_relative_regret <= TOL and cert.kkt_residual <= TOL
-    assert np.all(mk.per_asp_sum(result.response.compute) <= mk.compute_capacity * (1 + 1e-12))
-    assert np.all(mk.per_asp_sum(result.response.bandwidth) <= mk.bandwidth_capacity * (1 + 1e-12))
+    result = mt.check_certified(mk)
+    mt.check_capacities_respected(mk, result)
 
 
-@given(scenarios(), st.randoms(use_true_random=False))
-def test_permuting_mus_permutes_the_answer(scn, rnd):
-    order = list(range(len(scn.mus)))
-    rnd.shuffle(order)
-    permuted = dataclasses.replace(scn, mus=tuple(scn.mus[i] for i in order))
-    a, b = Market.from_scenario(scn), Market.from_scenario(permuted)
-    ra = solvers.solve(a, "dual-perturbation")
-    assert ra.status == "converged"
-    # the permuted answer is an equilibrium of the permuted market, with permuted allocations
-    moved = closed_form_response(b, ra.rewards[order])
-    assert np.allclose(moved.compute, ra.response.compute[order], rtol=1e-12, atol=0)
-    assert np.allclose(moved.bandwidth, ra.response.bandwidth[order], rtol=1e-12, atol=0)
-    assert certify(b, ra.rewards[order], TOL).passed
-    rb = solvers.solve(b, "dual-perturbation")
-    assert rb.status == "converged"
-    if not at_threshold(a, ra):  # unique equilibrium: an independent solve finds the same answer
-        width = a.reward_max - a.reward_min
-        # a relative regret of 1e-7 pins rewards only to ~sqrt(1e-7) of the box (flat optimum)
-        assert np.all(np.abs(rb.rewards - ra.rewards[order]) <= 1e-2 * width[order])
-        assert np.allclose(rb.utility, ra.utility[order], rtol=1e-3, atol=1e-9)
+@settings(max_examples=5)
+@given(mt.scenarios(asps=(1, 2), mus=(1, 5), bandwidth_models=("linear", "shannon"),
+                    asp_costs=("linear", "quadratic"), idle_asp=False))
+def test_model_variants_are_certified(scn):
+    mk = Market.from_scenario(scn)
+    mt.check_capacities_respected(mk, mt.check_certified(mk))
 
 
-@given(scenarios(max_mus=8), st.floats(1e-3, 1e3))
+@given(mt.scenarios(), st.data())
+def test_permuting_mus_permutes_the_answer(scn, data):
+    mt.check_permutation_invariance(scn, data.draw(st.permutations(range(len(scn.mus)))))
+
+
+@given(mt.scenarios(mus=(1, 8)), st.floats(1e-3, 1e3))
 def test_rescaling_money_rescales_rewards_and_keeps_allocations(scn, factor):
-    a = Market.from_scenario(scn)
-    b = a.with_money_scaled(factor)
-    ra = solvers.solve(a, "dual-perturbation")
-    assert ra.status == "converged"
-    scaled = closed_form_response(b, factor * ra.rewards)
-    assert np.allclose(scaled.compute, ra.response.compute, rtol=1e-10)
-    assert np.allclose(scaled.bandwidth, ra.response.bandwidth, rtol=1e-10)
-    assert certify(b, factor * ra.rewards, TOL).passed
-    rb = solvers.solve(b, "dual-perturbation")
-    assert rb.status == "converged"
-    if not at_threshold(a, ra):  # unique equilibrium: an independent solve finds the same answer
-        width = a.reward_max - a.reward_min
-        assert np.all(np.abs(rb.rewards / factor - ra.rewards) <= 1e-2 * width)
-        cap_f, cap_b = a.compute_capacity[a.mu_asp], a.bandwidth_capacity[a.mu_asp]
-        assert np.all(np.abs(rb.response.compute - ra.response.compute) <= 1e-2 * cap_f)
-        assert np.all(np.abs(rb.response.bandwidth - ra.response.bandwidth) <= 1e-2 * cap_b)
+    mt.check_money_rescaling(scn, factor)
 
 
-@given(scenarios(), st.integers(0, 2**31 - 1))
+@given(mt.scenarios(), st.integers(0, 2**31 - 1))
 def test_qoe_rises_with_own_reward(scn, seed):
     mk = Market.from_scenario(scn)
-    r = np.random.default_rng(seed).uniform(mk.reward_min, mk.reward_max)
-    grid = np.linspace(mk.reward_min, mk.reward_max, 33).T
-    q = closed_form_deviation_qoe(mk, r, grid)
-    assert np.all(np.diff(q, axis=1) >= -1e-12)
-    served = mk.weight_timeliness > 0
-    # strictly, unless the MU is alone at an ASP whose capacity binds (then Q is flat)
-    alone = np.bincount(mk.mu_asp, minlength=mk.n_asps)[mk.mu_asp] == 1
-    assert np.all(q[served & ~alone, -1] > q[served & ~alone, 0])
+    mt.check_qoe_monotone_in_own_reward(mk, np.random.default_rng(seed).uniform(mk.reward_min, mk.reward_max))
 
 
-@given(scenarios())
+@given(mt.scenarios())
 def test_idle_asp_and_latency_indifferent_mu(scn):
     mk = Market.from_scenario(scn)
-    result = solvers.solve(mk, "dual-perturbation")
-    assert result.status == "converged"
+    result = mt.check_certified(mk)
     idle = np.bincount(mk.mu_asp, minlength=mk.n_asps) == 0
     table = result.asp_table()
     assert np.all(table["compute_used"][idle] == 0) and np.all(table["profit"][idle] == 0)
@@ -147,13 +80,59 @@ def test_idle_asp_and_latency_indifferent_mu(scn):
     assert np.all(np.isfinite(result.response.qoe.total))
 
 
-@given(scenarios())
+@given(mt.scenarios())
 def test_warm_start_at_equilibrium_stays(scn):
     mk = Market.from_scenario(scn)
     first = solvers.solve(mk, "dual-perturbation")
     assume(first.status == "converged")
-    again = solvers.solve(mk, "dual-perturbation", initial_rewards=first.rewards)
-    assert again.status == "converged"
-    assert again.iterations <= 10  # from a cold start it takes 10-70 rounds
-    width = mk.reward_max - mk.reward_min
-    assert np.all(np.abs(again.rewards - first.rewards) <= 1e-4 * width)
+    mt.check_warm_start_stays_put(mk, first)  # from a cold start it takes 10-70 rounds
+
+
+@given(mt.scenarios(regime="slack", mus=(1, 10)))
+def test_slack_regime_is_unique_and_two_solvers_agree(scn):
+    mk = Market.from_scenario(scn)
+    result = mt.check_certified(mk)
+    regime = detect_regime(mk, result.rewards)
+    assert not regime.binding.any() and not regime.capacity_kink.any()
+    assert mt.check_solvers_agree(mk, "dual-perturbation", "implicit-gradient")  # compared, not skipped
+
+
+@settings(max_examples=10)
+@given(mt.scenarios(regime="kink", asps=(1, 3), mus=(2, 10)))
+def test_kink_regime_sits_at_a_kink_and_both_solvers_are_certified(scn):
+    mk = Market.from_scenario(scn)
+    result = mt.check_certified(mk)
+    assert mt.at_capacity_kink(mk, result.response)
+    # at the kink the two answers need not coincide: the check certifies both and skips the comparison
+    assert mt.check_solvers_agree(mk, "dual-perturbation", "implicit-gradient") is False
+
+
+@settings(max_examples=5)
+@given(st.data())
+def test_scenario_family_stays_valid_and_shrinks_to_the_base(data):
+    from market.scenario import load_scenario
+
+    base = load_scenario(SMALL)
+    scn = data.draw(mt.scenario_family(base, {"compute_capacity": 0.3, "weights": 0.1}))
+    assert len(scn.mus) == len(base.mus)
+    ratio = np.array([a.compute_capacity / b.compute_capacity for a, b in zip(scn.asps, base.asps)])
+    assert np.all((ratio >= 0.7 - 1e-12) & (ratio <= 1.3 + 1e-12))
+    mt.check_certified(scn)
+
+
+def test_checks_fail_on_broken_answers():
+    """The checks are not vacuous: each rejects a deliberately wrong answer."""
+    from market.scenario import load_scenario
+
+    scn = load_scenario(SMALL)
+    mk = Market.from_scenario(scn)
+    good = mt.check_certified(mk)
+    bad = solvers.registry.finalize(solvers.result.make_result(mk, mk.reward_max, solver="given", iterations=0,
+                                                               solve_time_s=0.0), mk.tolerance, {})
+    with pytest.raises(mt.PropertyViolation, match="certificate"):
+        mt.check_certified(mk, bad)
+    over = dataclasses.replace(good.response, compute=good.response.compute * 1.5)
+    with pytest.raises(mt.PropertyViolation, match="uses"):
+        mt.check_capacities_respected(mk, over)
+    with pytest.raises(mt.PropertyViolation, match="warm start"):
+        mt.check_warm_start_stays_put(mk, bad)
