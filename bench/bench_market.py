@@ -182,7 +182,8 @@ def bench_batched(k: int = 10_000) -> dict:
             continue
         out[backend] = {"cpu_s": cpu() - start, "solve_s": batch.solve_time_s, "certificate_s": batch.certificate_time_s,
                         "passed": float(batch.passed.mean()), "max_relative_regret": float(batch.max_relative_regret.max()),
-                        "sweeps": batch.iterations, "backend": batch.backend}
+                        "sweeps": batch.iterations, "backend": batch.backend, "resolved_alone": len(batch.resolved),
+                        "passed_by_the_batch_itself": float(1 - len(batch.resolved) / k)}
     return out
 
 

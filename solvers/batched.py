@@ -93,6 +93,9 @@ class BatchResult:
     """The union market that was solved."""
     certificate: Certificate = field(repr=False, default=None)
     """The union's certificate (slice it with :meth:`market_certificate`)."""
+    resolved: dict = field(default_factory=dict)
+    """Markets the batch left uncertified, re-solved alone (warm start from the batch's
+    rewards): market index -> that solve's :class:`Certificate`."""
 
     @property
     def status(self) -> np.ndarray:
@@ -101,6 +104,8 @@ class BatchResult:
 
     def market_certificate(self, k: int) -> Certificate:
         """Market k's own certificate (its MUs' regrets; the KKT residuals of its ASPs)."""
+        if k in self.resolved:
+            return self.resolved[k]
         m = self.rewards.shape[1]
         part = slice(k * m, (k + 1) * m)
         c = self.certificate
@@ -110,8 +115,14 @@ class BatchResult:
 
 
 def solve_batch(markets: list[Market], *, backend: str = "numpy", tolerance: float = 1e-6,
-                max_iterations: int = 5000, solver: str = "dual-perturbation", device: str | None = None) -> BatchResult:
-    """Solve and certify K same-shape markets in one vectorised call (see the module docstring)."""
+                max_iterations: int = 5000, solver: str = "dual-perturbation", device: str | None = None,
+                resolve_failed: bool = True) -> BatchResult:
+    """Solve and certify K same-shape markets in one vectorised call (see the module docstring).
+
+    With ``resolve_failed`` (default) a market whose batch answer fails its certificate is
+    re-solved alone, warm-started (``BatchResult.resolved`` lists them; usually none or a
+    handful in 10^4); pass False to see the batch's own answers.
+    """
     if backend not in BACKENDS:
         raise UserError(f"backend must be one of {BACKENDS}, got {backend!r}")
     union = stack_markets(markets)
@@ -146,7 +157,29 @@ def solve_batch(markets: list[Market], *, backend: str = "numpy", tolerance: flo
     from market.followers import KKTResiduals
 
     out._kkt = [KKTResiduals(**{key: float(v[i]) for key, v in kkt_k.items()}) for i in range(k)]
+    if resolve_failed:
+        _resolve_alone(out, markets, solver, tolerance, max_iterations)
     return out
+
+
+def _resolve_alone(batch: BatchResult, markets: list[Market], solver: str, tolerance: float,
+                   max_iterations: int) -> None:
+    """Re-solve, one by one, the markets whose batch answer failed its certificate (the union
+    stops on one global test; a market at a capacity kink may need the Gauss-Seidel schedule
+    on its own). Updates ``batch`` in place; the numbers say how many (``resolved``)."""
+    from solvers.registry import solve
+
+    start = time.perf_counter()
+    for k in np.flatnonzero(~batch.passed):
+        result = solve(markets[k], solver, tolerance=tolerance, max_iterations=max_iterations,
+                       initial_rewards=batch.rewards[k])
+        c = result.certificate
+        batch.rewards[k] = result.rewards
+        batch.max_relative_regret[k], batch.kkt_residual[k] = c.max_relative_regret, c.kkt_residual
+        batch.max_relative_reward_distance[k] = c.max_relative_reward_distance
+        batch.passed[k] = c.passed
+        batch.resolved[int(k)] = c
+    batch.solve_time_s += time.perf_counter() - start
 
 
 # ============================================================================ torch

@@ -42,6 +42,8 @@ def register(subparsers) -> None:
                         "by ASP) on this executor; each worker reads its own shard and writes its part files")
     p.add_argument("--workers", type=int, default=2, help="parallel workers for --executor (default 2)")
     p.add_argument("--shards", type=int, default=None, help="number of shards (default: --workers)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="columnar --out folder: replace an existing non-empty folder (never done without it)")
     p.set_defaults(func=run)
 
 
@@ -61,12 +63,20 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--tolerance must be in (0, 1), got {args.tolerance}")
     if args.max_iterations is not None and args.max_iterations < 1:
         raise UserError(f"--max-iterations must be >= 1, got {args.max_iterations}")
-    if args.out is not None:
-        from incentive.outdir import check_output_file
-
-        check_output_file(args.out)  # before solving: a bad path must not cost the result
-    started = time.perf_counter()
     from market.columnar import is_columnar
+
+    args.out_plan = None
+    if args.out is not None:  # before solving: a bad path must not cost the result
+        from incentive.outdir import check_output_dir, check_output_file
+
+        if is_columnar(args.scenario):
+            identity = {"scenario": os.path.abspath(args.scenario), "solver": args.solver,
+                        "tolerance": args.tolerance, "executor": args.executor}
+            args.out_plan = check_output_dir(args.out, command="solve", identity=identity,
+                                             overwrite=getattr(args, "overwrite", False))
+        else:
+            check_output_file(args.out)
+    started = time.perf_counter()
 
     if args.executor is not None:
         if not is_columnar(args.scenario):
@@ -147,7 +157,7 @@ def _run_columnar(args: argparse.Namespace, started: float) -> int:
         from market.atomic import atomic_write_json
 
         tick = time.perf_counter()
-        with staged_output_dir(args.out) as stage:
+        with staged_output_dir(args.out_plan or args.out) as stage:
             mus, asps = result.to_columns()
             write_result_tables(stage, mus, asps, {"scenario": market.name})
             phases["write_tables_s"] = time.perf_counter() - tick
@@ -188,7 +198,7 @@ def _run_sharded(args: argparse.Namespace, started: float) -> int:
         from incentive.outdir import staged_output_dir
         from market.atomic import atomic_write_json
 
-        with staged_output_dir(args.out) as stage:
+        with staged_output_dir(args.out_plan or args.out) as stage:
             result = run(stage)
             summary = {"version": 1, "format": "columnar-sharded", "solver": solver,
                        "scenario_file": str(args.scenario), **result.summary(),

@@ -55,3 +55,13 @@ def test_torch_backend_on_cpu_is_certified(markets):
 def test_shapes_must_match(markets):
     with pytest.raises(UserError, match="ASPs x"):
         stack_markets([markets[0], Market.from_scenario(generate_scenario(2, 5, 0))])
+
+
+def test_failed_markets_are_resolved_alone(markets):
+    raw = solve_batch(markets, max_iterations=2, resolve_failed=False)
+    assert not raw.passed.all() and not raw.resolved  # two rounds are not enough
+    fixed = solve_batch(markets, max_iterations=2)
+    failed = set(np.flatnonzero(~raw.passed).tolist())
+    assert set(fixed.resolved) == failed
+    for k in failed:
+        assert fixed.market_certificate(k).max_relative_regret == fixed.max_relative_regret[k]
