@@ -166,13 +166,19 @@ def _resolve_alone(batch: BatchResult, markets: list[Market], solver: str, toler
                    max_iterations: int) -> None:
     """Re-solve, one by one, the markets whose batch answer failed its certificate (the union
     stops on one global test; a market at a capacity kink may need the Gauss-Seidel schedule
-    on its own). Updates ``batch`` in place; the numbers say how many (``resolved``)."""
+    on its own): with ``solver`` warm-started, then, if that fails too and the model is
+    linear, with ``implicit-gradient`` (exact one-sided derivatives at kinks). Updates
+    ``batch`` in place; ``resolved`` says which."""
     from solvers.registry import solve
 
     start = time.perf_counter()
     for k in np.flatnonzero(~batch.passed):
         result = solve(markets[k], solver, tolerance=tolerance, max_iterations=max_iterations,
                        initial_rewards=batch.rewards[k])
+        if not result.certificate.passed and markets[k].is_closed_form:
+            # the dual perturbation can stall where a capacity sits at its kink (docs/market.md);
+            # the implicit-gradient solver knows the kinks
+            result = solve(markets[k], "implicit-gradient", tolerance=tolerance, max_iterations=max_iterations)
         c = result.certificate
         batch.rewards[k] = result.rewards
         batch.max_relative_regret[k], batch.kkt_residual[k] = c.max_relative_regret, c.kkt_residual
