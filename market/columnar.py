@@ -21,8 +21,8 @@ certificate, timings), ``mus.parquet`` and ``asps.parquet`` (:func:`write_result
 
 pyarrow is imported lazily (it is the ``scale`` extra).
 
-May import: numpy, pyarrow and ``market.scenario`` / ``market.model`` / ``market.errors`` /
-``market.bounds``.
+May import: numpy, pyarrow and ``market.scenario`` / ``market.model`` / ``market.errors`` / ``market.bounds`` /
+``market.atomic``.
 """
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from market.bounds import check_columns
 from market.errors import ScenarioError, UserError
 from market.model import Market
 from market.scenario import (ASP_RULES, MU_RULES, ASPSpec, MarketConfig, MUSpec, QoEWeights, Scenario,
@@ -355,57 +356,11 @@ def _validated(market, asp_table, mu_table, file_a: str, file_m: str, extra: dic
     raise_first_cross_error(mu_cross_field_errors(mu_float, known), file_m, "mu",
                             lambda row: unknown_asp_message(asp_col[row].as_py(), asp_names))
     _first_duplicate(names, "mu", file_m)
-    _check_bounds(market, asp_float, mu_float, mu_asp, file_a, file_m)
+    check_columns(market, asp_float, mu_float, mu_asp, asp_file=file_a, mu_file=file_m)  # physical ranges
     return ColumnarScenario(market=market, asp_names=asp_names,
                             asp_models=models.to_pylist() if models is not None else [None] * len(asp_names),
                             asp_float=asp_float, mu_names=names.to_numpy(zero_copy_only=False), mu_asp=mu_asp,
                             mu_float=mu_float, extra_tables=extra, file=file)
-
-
-def _check_bounds(market: MarketConfig, asp_float: dict, mu_float: dict, mu_asp: np.ndarray,
-                  file_a: str, file_m: str) -> None:
-    """The physical ranges of ``market.bounds`` (robust's table, one definition), column-wise:
-    the first row out of range (then the first field), named as the TOML path names it."""
-    from market.bounds import IMPLIED_EFFICIENCY, MARKET_BOUNDS
-
-    for name, value in vars(market).items():
-        bound = MARKET_BOUNDS.get(f"market.{name}")
-        if bound is not None:
-            bound.check(value, file=file_a, field=f"market.{name}")
-
-    def first_bad(table: str, columns: dict):
-        found = None
-        for order, (name, values) in enumerate(columns.items()):
-            bound = MARKET_BOUNDS.get(f"{table}.{name}")
-            if bound is None:
-                continue
-            with np.errstate(invalid="ignore"):
-                bad = (values > bound.high) | ((values <= bound.low) if bound.low_open else (values < bound.low))
-            rows = np.flatnonzero(bad & ~np.isnan(values))
-            if rows.size and (found is None or (rows[0], order) < found[:2]):
-                found = (int(rows[0]), order, name, bound, float(values[rows[0]]))
-        return found
-
-    for table, columns, file in (("asp", asp_float, file_a), ("mu", mu_float, file_m)):
-        found = first_bad(table, columns)
-        if found is not None:
-            row, _, name, bound, value = found
-            raise ScenarioError(bound.violation(value), file=file, field=f"{table}[{row}].{name}")
-    distance = mu_float["distance_m"]
-    rows = np.flatnonzero(~np.isnan(distance))
-    if rows.size:
-        power = asp_float["transmit_power_w"]
-        p = np.where(mu_asp[rows] >= 0, power[np.maximum(mu_asp[rows], 0)], power.max())
-        snr_hz = p * market.path_loss_reference_gain * distance[rows] ** -market.path_loss_exponent \
-            / market.noise_psd_w_per_hz
-        efficiency = np.log2(1.0 + snr_hz / market.reference_bandwidth_hz)
-        bad = (efficiency < IMPLIED_EFFICIENCY.low) | (efficiency > IMPLIED_EFFICIENCY.high)
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise ScenarioError(
-                f"implies a spectral efficiency of {efficiency[i]:.3g} bit/s/Hz through the path-loss model, "
-                f"outside [{IMPLIED_EFFICIENCY.low:g}, {IMPLIED_EFFICIENCY.high:g}] ({IMPLIED_EFFICIENCY.reason})",
-                file=file_m, field=f"mu[{int(rows[i])}].distance_m")
 
 
 # ============================================================================ writing

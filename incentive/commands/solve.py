@@ -33,8 +33,8 @@ def register(subparsers) -> None:
                         "that receives summary.json, mus.parquet and asps.parquet (appears whole or not at all)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors (and --json output)")
     p.add_argument("--json", action="store_true", help="print the result JSON to stdout instead of the table")
-    p.add_argument("--tolerance", type=types.number(0.0, 1.0, low_open=True), default=None,
-                   help="certificate tolerance, relative (default 1e-6)")
+    p.add_argument("--tolerance", type=types.number(1e-15, 1.0), default=None,
+                   help="certificate tolerance, relative, in [1e-15, 1] (default 1e-6)")
     p.add_argument("--max-iterations", type=types.count(1, 10**7), default=None, help="iteration limit of the solver")
     p.add_argument("--list-solvers", action="store_true", help="list the registered solvers and exit")
     p.add_argument("--executor", choices=("serial", "process", "ray"), default=None,
