@@ -338,6 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--samples", type=int, default=200)
     c.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)  # on the shared machine extra threads spin and inflate CPU time
     if args.what == "generator":
         values = {k: getattr(args, k) for k in SceneTrainConfig.__dataclass_fields__ if k != "model"}
         cfg = SceneTrainConfig(model=args.model, **values)
