@@ -45,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
+from market.atomic import atomic_write_png
 from market.errors import ScenarioError, UserError
 
 from .models import MODEL_NAMES
@@ -451,8 +452,7 @@ def plot_calibration(rows: list[dict], out_dir: Path) -> list[Path]:
     ax.legend()
     fig.tight_layout()
     files.append(out_dir / "accuracy_vs_steps.png")
-    fig.savefig(files[-1], dpi=100)
-    plt.close(fig)
+    atomic_write_png(files[-1], fig)
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for m in models:
@@ -472,8 +472,7 @@ def plot_calibration(rows: list[dict], out_dir: Path) -> list[Path]:
     ax.legend(fontsize=7)
     fig.tight_layout()
     files.append(out_dir / "accuracy_vs_ber.png")
-    fig.savefig(files[-1], dpi=100)
-    plt.close(fig)
+    atomic_write_png(files[-1], fig)
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for m in models:
@@ -493,8 +492,7 @@ def plot_calibration(rows: list[dict], out_dir: Path) -> list[Path]:
     ax.legend(fontsize=7)
     fig.tight_layout()
     files.append(out_dir / "latency_vs_steps.png")
-    fig.savefig(files[-1], dpi=100)
-    plt.close(fig)
+    atomic_write_png(files[-1], fig)
     return files
 
 
