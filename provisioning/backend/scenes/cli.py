@@ -64,6 +64,15 @@ def check_model_name(name: str) -> None:
                     f"(or give a local model folder; `incentive backend measure --list-models` lists them)")
 
 
+def check_digits_arguments(args) -> None:
+    """Exit-2 error when scene-only options are given to a digits model."""
+    for flag, value in (("--prompt", args.prompt), ("--intent", args.intent),
+                        ("--negative-prompt", args.negative_prompt)):
+        if value:
+            raise UserError(f"{flag}: the digits model {args.model!r} takes no text (request i asks for digit i mod 10); "
+                            f"use --model scenes-small or scenes-large")
+
+
 def measure_scene_command(args) -> int:
     """Run ``incentive backend measure`` for a scene model; prints (and writes) the JSON."""
     from market.atomic import atomic_write_json

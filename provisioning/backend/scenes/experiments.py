@@ -160,8 +160,10 @@ def shared_denoising(model: SceneModel, judge: SceneJudge, t0_grid=(0, 2, 5, 10,
                 acc2 = [matches(_one(r2, i), b.specified()).all() for i, (_, b) in enumerate(pairs)]
                 vary_ok2 = [r2.labels[vary][i] == getattr(b, vary) for i, (_, b) in enumerate(pairs)]
                 leak = [r2.labels[vary][i] == getattr(a, vary) for i, (a, _) in enumerate(pairs)]
+                scene1 = [r1.labels["scene"][i] == a.scene for i, (a, _) in enumerate(pairs)]
                 rows.append({"t0": t0, "tk": tk, "ber": ber, "vary": vary,
                              "accuracy_device1": _rate(acc1), "accuracy_device2": _rate(acc2),
+                             "device1_scene": _rate(scene1),
                              "device2_own_" + vary: _rate(vary_ok2), "leak_to_server_prompt": _rate(leak),
                              "device_steps_saved_share": round(t0 / total, 4),
                              "two_device_steps_saved_share": round(t0 / (2 * total), 4)})

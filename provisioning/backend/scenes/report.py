@@ -139,7 +139,10 @@ def _plots(report: dict, out: Path) -> None:
         acc = [r["accuracy_device1"]["rate"] for r in rows]
         err = [[a - r["accuracy_device1"]["ci95"][0] for a, r in zip(acc, rows)],
                [r["accuracy_device1"]["ci95"][1] - a for a, r in zip(acc, rows)]]
-        ax.errorbar(x, acc, yerr=err, marker="o", capsize=3)
+        ax.errorbar(x, acc, yerr=err, marker="o", capsize=3, label="whole intent")
+        if "device1_scene" in rows[0]:
+            ax.plot(x, [r["device1_scene"]["rate"] for r in rows], marker="s", label="scene only")
+            ax.legend()
         ax.set_xscale("log")
         ax.set_xlabel("BER of the 8-bit latent link (0 plotted at 3e-5)")
         ax.set_ylabel("device 1 intent match")
