@@ -140,6 +140,10 @@ def instructions(raw: str, booster_terms: int = 8, negative_terms: int = 20) -> 
     ])
 
 
+def _a(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
 def _rng(raw: str, seed: int) -> np.random.Generator:
     """A generator seeded by the seed and the prompt's characters (stable across runs)."""
     return np.random.default_rng(np.random.SeedSequence([int(seed), *raw.lower().encode("utf-8")]))
@@ -186,7 +190,7 @@ class WorldPromptOptimizer:
 
         helpful = CorpusItem.from_text("environment", f"a wide open {scene} all around")
         wrong_scenes = [s for s in SCENES if s != scene]
-        others = [CorpusItem.from_text("environment", f"the edge of a {wrong_scenes[int(i)]} behind")
+        others = [CorpusItem.from_text("environment", f"the edge of {_a(wrong_scenes[int(i)])} {wrong_scenes[int(i)]} behind")
                   for i in rng.choice(len(wrong_scenes), k - 1, replace=False)]
         items["environment"] = _ranked(helpful, others, rng, self.helpful_rate)
 
@@ -225,7 +229,7 @@ class WorldPromptOptimizer:
             count = str(rng.choice(COUNTS))
             noun = obj if count == "one" else (obj + "es" if obj == "box" else obj + "s")
             return CorpusItem.from_text("object", f"{count} {' '.join(words)} {noun}")
-        return CorpusItem.from_text("object", f"a {' '.join(words)} {obj}")
+        return CorpusItem.from_text("object", f"{_a(words[0])} {' '.join(words)} {obj}")
 
 
 _LINE = re.compile(r"^\s*([A-Za-z ]+?)\s*:\s*(.+?)\s*$")
