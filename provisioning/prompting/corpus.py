@@ -62,7 +62,7 @@ _NEGATIVE_WORLD = ("blurry", "noisy", "cluttered")
 _NEGATIVE_GENERAL = ("low quality", "pixelation", "distortion", "bad perspective", "amateurish rendering",
                      "incorrect lighting", "unrealistic colours", "inconsistent tones", "lack of depth",
                      "no details", "absence of shadows", "simplistic design", "jpeg artifacts", "watermark",
-                     "oversaturated", "underexposed", "overexposed")
+                     "oversaturated", "underexposed", "overexposed", "cropped", "low contrast", "duplicate objects")
 _LIGHTING_PHRASE = {"day": "in daylight", "dusk": "at dusk", "night": "at night"}
 
 
@@ -212,10 +212,9 @@ class WorldPromptOptimizer:
 
         negatives = []
         for _ in range(k):
-            n_general = max(0, int(self.negative_terms) - len(_NEGATIVE_WORLD))
-            general = [_NEGATIVE_GENERAL[int(i)] for i in
-                       rng.choice(len(_NEGATIVE_GENERAL), min(n_general, len(_NEGATIVE_GENERAL)), replace=False)]
             world = list(_NEGATIVE_WORLD) if rng.random() < self.helpful_rate else []
+            n_general = min(max(0, int(self.negative_terms) - len(world)), len(_NEGATIVE_GENERAL))
+            general = [_NEGATIVE_GENERAL[int(i)] for i in rng.choice(len(_NEGATIVE_GENERAL), n_general, replace=False)]
             negatives.append(CorpusItem.from_text("negative", ", ".join(world + general)))
         items["negative"] = tuple(negatives)
         return PromptCorpus(raw, items)

@@ -126,15 +126,17 @@ class PromptStrategyEnv(_gym().Env):
         self.table, self.horizon = table, int(horizon)
         k = table.num_strategies
         dim = k + table.embeddings.shape[1] + 1
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(dim,), dtype=np.float32)
+        bound = float(max(1.0, np.abs(table.embeddings).max()))
+        self.observation_space = gym.spaces.Box(-bound, bound, shape=(dim,), dtype=np.float32)
         self.action_space = gym.spaces.Discrete(k)
         self._rng = np.random.default_rng(seed)
         self.request = self.power = self.t = 0
         self.history = np.zeros(k, dtype=np.float32)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
         if seed is not None:
-            self._rng = np.random.default_rng(seed)
+            self._rng = self.np_random
         self.request = int(self._rng.integers(self.table.scores.shape[0]))
         self.power = int(self._rng.integers(self.table.scores.shape[2]))
         self.t = 0
