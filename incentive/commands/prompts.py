@@ -53,6 +53,7 @@ def register(subparsers) -> None:
     t = sub.add_parser("train", help="train GAIL and PPO on D over seeds; save the policies")
     t.add_argument("--dataset", required=True)
     t.add_argument("--out", required=True, help="folder for gail-seed<i>.zip, ppo-seed<i>.zip, train.json")
+    t.add_argument("--overwrite", action="store_true", help="replace policies already in --out")
     _training_options(t)
     t.set_defaults(func=_train)
 
@@ -177,10 +178,14 @@ def _train(args) -> int:
     from provisioning.prompting.dataset import DemonstrationDataset
     from provisioning.prompting.imitation_env import evaluate_policy_table, train_gail, train_ppo
 
+    from market.errors import UserError
+
     torch.set_num_threads(1)
+    folder = Path(args.out)
+    if folder.exists() and any(folder.iterdir()) and not args.overwrite:
+        raise UserError(f"--out {folder}: is not empty; pass --overwrite to replace the policies in it")
     table, _ = _tables(args, DemonstrationDataset.load(args.dataset), None)
     cfg = _train_config(args)
-    folder = Path(args.out)
     folder.mkdir(parents=True, exist_ok=True)
     summary = {"dataset": args.dataset, "embedding": args.embedding, "config": vars(cfg), "training_table": {}}
     for name, trainer in (("gail", train_gail), ("ppo", train_ppo)):
@@ -256,8 +261,15 @@ def _evaluate_saved(args, heldout, policies, seeds, cfg):
     from provisioning.prompting import experiment
     from provisioning.prompting.imitation_env import SB3StrategyPolicy, _cells, evaluate_actions
 
-    j, m = _cells(heldout)
     import numpy as np
+
+    summary = Path(args.models) / "train.json"
+    if summary.exists() and json.loads(summary.read_text()).get("embedding") != args.embedding:
+        from market.errors import UserError
+
+        raise UserError(f"--models {args.models}: trained with --embedding "
+                        f"{json.loads(summary.read_text()).get('embedding')}; pass the same --embedding")
+    j, m = _cells(heldout)
 
     zero = np.zeros(heldout.num_strategies, dtype=np.float32)
     obs = np.stack([heldout.observation(a, b, zero, cfg.horizon) for a, b in zip(j, m)])
