@@ -34,7 +34,7 @@ import numpy as np
 
 from market.errors import UserError
 from provisioning.backend.channel import transmit_images
-from provisioning.backend.scenes.world import (ATTRIBUTES, COLOURS, LIGHTINGS, VOCABULARY, SceneDescription,
+from provisioning.backend.scenes.world import (ATTRIBUTES, VOCABULARY,
                                                caption, parse, raw_prompt, sample_description)
 from provisioning.channel import ChannelParams, expected_ber, mean_snr_per_watt
 
