@@ -245,6 +245,10 @@ def _heldout(args, train_ds):
     from provisioning.prompting.strategies import get_strategy
 
     if args.heldout:
+        if args.requests or args.count:
+            from market.errors import UserError
+
+            raise UserError("give --heldout FILE or --requests FILE / --count N, not both")
         return DemonstrationDataset.load(args.heldout)
     requests = _requests(args, frozenset(r.raw for r in train_ds.requests))
     cfg = DatasetConfig(powers_w=tuple(float(p) for p in train_ds.powers_w), images=int(train_ds.scores.shape[3]),
