@@ -13,14 +13,13 @@ What this module is for: :func:`run_stress` runs the steps on typed records and
 
 Files: ``report.md``, ``stress.json``, ``equilibrium.json`` (the reference result),
 ``uniqueness.csv``, ``sensitivity.csv`` (every parameter, ranked), ``sensitivity_full.npz``
-(every per-MU/per-ASP derivative, sparse COO), ``tornado.png``, ``robustness.csv``,
+(every per-MU/per-ASP derivative, sparse COO; skipped above :data:`FULL_NPZ_LIMIT`), ``tornado.png``, ``robustness.csv``,
 ``robustness.png``, ``worst_case.toml``. Plots use matplotlib's Agg backend.
 
 May import: everything (``incentive`` is the top layer); nothing imports it.
 """
 from __future__ import annotations
 
-import csv
 import io
 import time
 from dataclasses import dataclass, field
@@ -28,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from market.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text, json_ready
+from market.atomic import (atomic_write_bytes, atomic_write_json, atomic_write_png, atomic_write_text, csv_text,
+                           json_ready)
 
 #: Perturbation used when the user gives none (relative bounds).
 DEFAULT_PERTURB = {"compute_capacity": 0.2, "bandwidth_capacity": 0.2}
@@ -156,24 +156,32 @@ def ranked_sensitivity(sens) -> list[dict]:
 
 
 def _csv(rows: list[dict]) -> str:
+    """CSV text of dict rows (``market.atomic.csv_text``, the project's one CSV writer)."""
     if not rows:
         return ""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
-    return buf.getvalue()
+    header = list(rows[0])
+    return csv_text(header, [[repr(v) if isinstance(v, float) else v for v in (r[k] for k in header)] for r in rows])
 
 
-def _npz_bytes(sens) -> bytes:
-    arrays = {"parameters": np.array([p.name for p in sens.parameters]), "method": sens.method.astype(str)}
-    for side, mats in (("left", sens.left), ("right", sens.right)):
-        for name, mat in mats.items():
-            coo = mat.tocoo()
-            arrays[f"{name}_{side}_row"], arrays[f"{name}_{side}_col"] = coo.row, coo.col
-            arrays[f"{name}_{side}_data"] = coo.data
-            arrays[f"{name}_shape"] = np.array(mat.shape)
+#: Above this many stored derivatives ``sensitivity_full.npz`` is not written (it would be
+#: hundreds of MB for a 20 x 1,000 market; the ranked aggregates are still written).
+FULL_NPZ_LIMIT = 3_000_000
+
+
+def _npz_bytes(sens) -> bytes | None:
+    """Every per-entity derivative as sparse COO arrays: the right side of every parameter and the
+    left side of the one-sided ones (elsewhere left == right); None above :data:`FULL_NPZ_LIMIT`."""
+    one_sided = np.flatnonzero(sens.one_sided)
+    mats = {f"{name}_right": mat for name, mat in sens.right.items()}
+    mats.update({f"{name}_left": sens.left[name][:, one_sided] for name in sens.left})
+    if sum(m.nnz for m in mats.values()) > FULL_NPZ_LIMIT:
+        return None
+    arrays = {"parameters": np.array([p.name for p in sens.parameters]), "method": sens.method.astype(str),
+              "one_sided_columns": one_sided}
+    for key, mat in mats.items():
+        coo = mat.tocoo()
+        arrays[f"{key}_row"], arrays[f"{key}_col"] = coo.row.astype(np.int32), coo.col.astype(np.int32)
+        arrays[f"{key}_data"], arrays[f"{key}_shape"] = coo.data, np.array(mat.shape)
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     return buf.getvalue()
@@ -189,15 +197,8 @@ def _pyplot():
     return plt
 
 
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
-    return buf.getvalue()
-
-
-def plot_tornado(rows: list[dict], title: str) -> bytes:
-    """Tornado chart: % change of MU utility and ASP profit for a -10 % / +10 % parameter change
+def plot_tornado(rows: list[dict], title: str):
+    """Tornado chart (a matplotlib figure): % change of MU utility and ASP profit for a -10 % / +10 % parameter change
     (linearised: elasticity x 10 %, the left elasticity for the decrease, the right for the increase)."""
     plt = _pyplot()
     top = [r for r in rows if np.isfinite(r["rank_score"])][:TORNADO_ROWS][::-1]
@@ -217,11 +218,11 @@ def plot_tornado(rows: list[dict], title: str) -> bytes:
     axes[0].legend(fontsize=8, loc="lower left")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return _png(fig)
+    return fig
 
 
-def plot_robustness(rob) -> bytes:
-    """Histograms of the outcomes over the certified draws, with the unperturbed value."""
+def plot_robustness(rob):
+    """Histograms of the outcomes over the certified draws, with the unperturbed value (a figure)."""
     plt = _pyplot()
     keys = ("welfare", "mu_utility_total", "asp_profit_total", "mean_qoe")
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.4))
@@ -239,7 +240,7 @@ def plot_robustness(rob) -> bytes:
     bounds = ", ".join(f"{k} +-{100 * v:g}%" for k, v in rob.perturb.items())
     fig.suptitle(f"{len(rob.records)} draws ({bounds}); {100 * rob.certified_fraction:.1f}% certified", fontsize=10)
     fig.tight_layout()
-    return _png(fig)
+    return fig
 
 
 # ============================================================================ text and files
@@ -279,7 +280,7 @@ def format_report(report: StressReport, sens_rows: list[dict] | None = None, top
                 cells.append(f"{hi:+.4g}" if row["method"] != "one-sided" else f"{lo:+.4g} / {hi:+.4g}")
             lines.append(f"| {row['label']} | {row['method']} | " + " | ".join(cells) + " |")
         lines += ["", "Figure: `tornado.png`; every parameter in `sensitivity.csv`; per-MU and per-ASP derivatives "
-                      "in `sensitivity_full.npz`."]
+                      "in `sensitivity_full.npz` (not written above 3 million derivatives)."]
     lines += ["", "## Robustness", ""]
     rob = report.robustness
     if rob is None:
@@ -315,8 +316,11 @@ def _probe_json(probe) -> dict:
                             "rewards": eq.rewards, "utility": eq.utility} for eq in probe.equilibria]}
 
 
-def write_report(report: StressReport, out_dir: str | Path) -> list[Path]:
-    """Write the report folder (whole or not at all); returns the files written."""
+def write_report(report: StressReport, out_dir) -> list[Path]:
+    """Write the report folder (whole or not at all); returns the files written.
+
+    ``out_dir``: a path, or the plan ``incentive.outdir.check_output_dir`` returned (the command
+    checks the output policy before any work)."""
     from incentive.outdir import staged_output_dir
     from market.scenario import write_scenario
 
@@ -325,7 +329,9 @@ def write_report(report: StressReport, out_dir: str | Path) -> list[Path]:
     with staged_output_dir(out_dir) as stage:
         def put(name, data):
             names.append(name)
-            if isinstance(data, bytes):
+            if hasattr(data, "savefig"):
+                atomic_write_png(stage / name, data)
+            elif isinstance(data, bytes):
                 atomic_write_bytes(stage / name, data)
             elif isinstance(data, str):
                 atomic_write_text(stage / name, data)
@@ -350,7 +356,11 @@ def write_report(report: StressReport, out_dir: str | Path) -> list[Path]:
                                       "continuation_failures": sens.continuation_failures,
                                       "top": sens_rows[:50]}
             put("sensitivity.csv", _csv(sens_rows))
-            put("sensitivity_full.npz", _npz_bytes(sens))
+            full = _npz_bytes(sens)
+            if full is not None:
+                put("sensitivity_full.npz", full)
+            else:
+                summary["sensitivity"]["full"] = f"not written: more than {FULL_NPZ_LIMIT} derivatives"
             put("tornado.png", plot_tornado(sens_rows, f"{report.scenario.market.name}: effect of a 10 % parameter "
                                                        f"change (linearised, top {TORNADO_ROWS})"))
         else:
@@ -366,7 +376,7 @@ def write_report(report: StressReport, out_dir: str | Path) -> list[Path]:
                                          **{k: r.get(k, "") for k in OUTCOMES}} for r in rob.records]))
             put("robustness.png", plot_robustness(rob))
             if rob.worst is not None:
-                write_scenario(rob.scenarios[rob.worst], stage / "worst_case.toml")
+                write_scenario(rob.draw(rob.worst), stage / "worst_case.toml")
                 names.append("worst_case.toml")
         put("stress.json", summary)
         put("report.md", format_report(report, sens_rows))

@@ -4,10 +4,12 @@ What this module is for: write to a temporary file in the target's folder, flush
 fsync, then ``os.replace`` it over the target. A reader sees the old file or the new
 one, never a partial one; Ctrl-C during a write loses nothing that was already there.
 
-May import: the standard library only.
+May import: the standard library only (matplotlib, lazily, to close a figure it was given).
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
@@ -65,6 +67,31 @@ def atomic_write_json(path: str | Path, obj: Any, *, indent: int = 2) -> Path:
     """Serialise ``obj`` as JSON (NaN/inf rejected) and write it atomically."""
     text = json.dumps(obj, indent=indent, allow_nan=False, default=_json_default)
     return atomic_write_text(path, text + "\n")
+
+
+def csv_text(header: list, rows: list) -> str:
+    """CSV text (``\\n`` line ends) of a header and rows; the one CSV writer of the project."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def atomic_write_csv(path: str | Path, header: list, rows: list) -> Path:
+    """Write a CSV table (header, rows) atomically."""
+    return atomic_write_text(path, csv_text(header, rows))
+
+
+def atomic_write_png(path: str | Path, fig, *, dpi: int = 110) -> Path:
+    """Render a matplotlib figure to PNG (tight bounding box) and write it atomically; the figure
+    is closed. The one way the project saves a figure."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    import matplotlib.pyplot as plt  # only reached by callers that made a figure
+
+    plt.close(fig)
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def json_ready(obj: Any) -> Any:

@@ -95,17 +95,18 @@ def decode_action(config: ProvisioningConfig, state: State, action) -> tuple[np.
     return trials, power
 
 
-def encode_allocation(config: ProvisioningConfig, state: State, trials, power) -> np.ndarray:
+def encode_allocation(config: ProvisioningConfig, state: State, trials, power, dtype=np.float32) -> np.ndarray:
     """Inverse of :func:`decode_action`: the action (bin centres for trials) of an allocation.
 
     ``decode_action(encode_allocation(N, P)) == (N, P)`` whenever ``1 <= N <= N_max`` and
-    ``P >= 0``, ``sum P <= P_total`` (up to float rounding of ``P``).
+    ``P >= 0``, ``sum P <= P_total`` (up to float rounding of ``P``: relative 1e-7 in the default
+    float32, the action space's type; 1e-16 with ``dtype=np.float64``, as the oracle uses).
     """
     trials = np.clip(np.asarray(trials, dtype=float), 1, config.max_trials)
     power = np.clip(np.asarray(power, dtype=float), 0.0, None)
     a_trials = 2.0 * (trials - 0.5) / config.max_trials - 1.0
     a_power = 2.0 * power / state.p_total_w - 1.0
-    return np.clip(np.concatenate([a_trials, a_power]), -1.0, 1.0).astype(np.float32)
+    return np.clip(np.concatenate([a_trials, a_power]), -1.0, 1.0).astype(dtype)
 
 
 class ProvisioningEnv(gym.Env):

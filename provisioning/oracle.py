@@ -296,13 +296,6 @@ def _gather(options: _Options, index: np.ndarray) -> dict:
     }
 
 
-def _standalone(table: BerTable, options: _Options):
-    """Each option's best value ignoring the shared budget (an upper bound) and its power."""
-    power = _response(table, options.gain, options.log_beta, options.price, options.low, options.high, 0.0)
-    value = _value(table, options.gain, options.log_beta, options.constant, options.price, power)
-    return np.where(options.valid, value, -np.inf), power
-
-
 def _lagrangian_terms(table: BerTable, options: _Options, shadow_prices: np.ndarray):
     """``max_P v_o(P) - lambda P`` per option for each ``lambda`` (shape (L, Q, O))."""
     lam = shadow_prices[:, None, None]

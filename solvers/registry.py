@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from market.errors import UserError
+from market.errors import InfeasibleError, UserError
 from market.model import Market
 from market.scenario import Scenario, load_scenario
 
@@ -143,7 +143,14 @@ def solve(source: Scenario | Market | str | Path, solver: str = "dual-perturbati
     tol = float(market.tolerance if tolerance is None else tolerance)
     iters = int(market.max_iterations if max_iterations is None else max_iterations)
     kwargs = {**spec.defaults, **options}
-    result = function(market, tolerance=tol, max_iterations=iters, initial_rewards=initial_rewards, **kwargs)
+    try:
+        result = function(market, tolerance=tol, max_iterations=iters, initial_rewards=initial_rewards, **kwargs)
+    except InfeasibleError as exc:  # a solver that raises instead of labelling (the Pyomo reference)
+        from solvers.result import make_result
+
+        start = market.reward_max if initial_rewards is None else initial_rewards
+        result = make_result(market, start, solver=spec.name, iterations=0, solve_time_s=0.0,
+                             solver_status="infeasible", message=str(exc))
     result.solver = spec.name
     return finalize(result, tol, certificate_options or {}, certify)
 

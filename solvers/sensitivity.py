@@ -17,8 +17,9 @@ and dr/dp = -(dG/dr)^-1 dG/dp. The partial derivatives of G and of every output 
 by the *complex step* (f(x + i h d) = f(x) + i h f'(x) d + O(h^2), exact to rounding with
 h = 1e-20: no subtraction, no step to tune) on a complex-safe evaluation of the closed form
 (:func:`_evaluate`). dG/dr is block diagonal (MUs interact only through their ASP) and is
-built with one complex evaluation per MU rank within an ASP; it is factorised with
-``scipy.sparse.linalg.splu``. Output derivatives are total: the outputs are evaluated at
+built with one complex evaluation per MU rank within an ASP; the system is solved per ASP
+block (dense LU, ``scipy.linalg``; ``scipy.sparse.linalg.splu`` for the whole market when
+market-wide fields are parameters). Output derivatives are total: the outputs are evaluated at
 (r + i h dr/dp, p + i h e_p) in one batched call.
 
 Kinks. Where a capacity sits at its threshold (demand price = unit cost, within
@@ -37,7 +38,7 @@ difference quotients of their slower re-solves cost minutes per scenario.
 Nothing here is a general-purpose AD tool (the project has no JAX); the complex step needs
 only numpy, which is why it is written here.
 
-May import: numpy, scipy, ``market`` and ``solvers.registry`` / ``solvers.certificate``.
+May import: numpy, scipy, ``market`` and ``solvers`` (registry, result, ascent, implicit_gradient).
 """
 from __future__ import annotations
 
@@ -457,7 +458,9 @@ def _batched_direction(scenario, market, params, columns):
 
 def _implicit(scenario: Scenario, market: Market, rewards: np.ndarray, regime: Regime, params, columns,
               chunk: int = 256):
-    """Exact derivatives of every output for the parameters ``columns`` (smooth blocks only)."""
+    """Exact derivatives of every output for the parameters ``columns`` (smooth blocks only):
+    {output: (entities, len(columns)) array}. Run per ASP block (small dense systems) by
+    :func:`equilibrium_sensitivity`; on the whole market only for market-wide fields."""
     h = COMPLEX_STEP
     r = np.asarray(rewards, dtype=float)
     M = market.n_mus
@@ -477,21 +480,31 @@ def _implicit(scenario: Scenario, market: Market, rewards: np.ndarray, regime: R
     jac = sp.csc_matrix((g[ok], (np.nonzero(ok)[0], col[ok])), shape=(M, M))
     free = regime.interior & ~(market.reward_min == market.reward_max)
     inner = np.flatnonzero(free)
-    lu = splu(jac[inner][:, inner].tocsc()) if inner.size else None
+    solve_inner = None
+    if inner.size:
+        j_inner = jac[inner][:, inner]
+        if inner.size <= 2000:  # a block (or a small market): dense LU is fastest
+            from scipy.linalg import lu_factor, lu_solve
+
+            factors = lu_factor(j_inner.toarray())
+            solve_inner = lambda b: lu_solve(factors, b)  # noqa: E731
+        else:
+            solve_inner = splu(j_inner.tocsc()).solve
     bounds_low, bounds_high = regime.at_lower, regime.at_upper
     out = {name: [] for name in MU_OUTPUTS + ASP_OUTPUTS}
+    columns = list(columns)
     for start in range(0, len(columns), chunk):
         cols = columns[start:start + chunk]
         dirs, scale = _batched_direction(scenario, market, params, cols)
         dr = np.where(bounds_low[:, None], dirs["reward_min"], 0.0) + np.where(bounds_high[:, None], dirs["reward_max"], 0.0)
         prims_c = {k: prims0[k][..., None] + 1j * h * dirs[k] for k in prims0}
         rhs = _evaluate(market, regime, prims_c, r[:, None] + 1j * h * dr)["foc"].imag / h
-        if lu is not None:
-            dr[inner] = -lu.solve(np.ascontiguousarray(rhs[inner]))
+        if solve_inner is not None:
+            dr[inner] = -solve_inner(np.ascontiguousarray(rhs[inner]))
         vals = _evaluate(market, regime, prims_c, r[:, None] + 1j * h * dr)
         for name in out:  # per unit of the parameter (the direction was per unit of its scale)
-            out[name].append(sp.csc_matrix(vals[name].imag / (h * scale)))
-    return {name: sp.hstack(mats).tocsc() if mats else None for name, mats in out.items()}
+            out[name].append(vals[name].imag / (h * scale))
+    return {name: np.concatenate(mats, axis=1) for name, mats in out.items()}
 
 
 def _block_scenario(scenario: Scenario, market: Market, n: int) -> tuple[Scenario, np.ndarray]:
@@ -585,7 +598,7 @@ def block_differences(scenario: Scenario, rewards: np.ndarray, block: int, param
     failures = 0
     for j in columns:
         p = params[j]
-        local = Parameter(p.name, p.label, p.value, 0, p.table, _local_index(p, mus), p.field)
+        local = _localize(p, mus)
         h = step * abs(p.value) if p.value != 0 else step
         outs = {}
         for sign in (+1, -1):
@@ -603,6 +616,18 @@ def block_differences(scenario: Scenario, rewards: np.ndarray, block: int, param
             left[k].append((base[k] - outs[-1][k]) / h if outs[-1] is not None else nan)
     pack = {k: (np.array(left[k]).T, np.array(right[k]).T) for k in left}
     return mus, pack, failures
+
+
+def _localize(p: Parameter, mus: np.ndarray) -> Parameter:
+    """``p`` as a parameter of its ASP's sub-market (ASP index 0, MU index within ``mus``)."""
+    return Parameter(p.name, p.label, p.value, 0, p.table, _local_index(p, mus), p.field)
+
+
+def _sub_regime(regime: Regime, n: int, mus: np.ndarray) -> Regime:
+    """The regime of ASP ``n``'s sub-market (MUs ``mus``)."""
+    per_asp = {f: getattr(regime, f)[:, [n]] for f in ("binding", "capacity_kink", "capacity_ratio")}
+    per_mu = {f.name: getattr(regime, f.name)[mus] for f in dataclasses.fields(Regime) if f.name not in per_asp}
+    return Regime(**per_asp, **per_mu)
 
 
 def _local_index(p: Parameter, mus: np.ndarray) -> int:
@@ -652,29 +677,50 @@ def equilibrium_sensitivity(scenario: Scenario, rewards: np.ndarray, *, kink_tol
     regime = detect_regime(market, r, kink_tolerance)
     kinked = regime.kink_blocks(market, foc_tolerance=FOC_TOLERANCE)
     base = _outputs(_evaluate_at(scenario, r))
-    left = {k: sp.lil_matrix((len(base[k]), P)) for k in base}
-    right = {k: sp.lil_matrix((len(base[k]), P)) for k in base}
+    triplets = {side: {k: ([], [], []) for k in base} for side in ("left", "right")}
+
+    def put(rows_mu, rows_asp, cols, mats_left, mats_right):
+        """Store (entities, len(cols)) blocks of derivatives at global rows and columns."""
+        for side, mats in (("left", mats_left), ("right", mats_right)):
+            for k, block in mats.items():
+                rr = rows_mu if k in MU_OUTPUTS else rows_asp
+                nz = np.nonzero(np.nan_to_num(block, nan=1.0))
+                store = triplets[side][k]
+                store[0].append(np.asarray(rr)[nz[0]])
+                store[1].append(np.asarray(cols)[nz[1]])
+                store[2].append(block[nz])
+
     method = np.array(["implicit"] * P, dtype=object)
-    smooth_cols = [j for j in range(P) if blocks_of[j] < 0 or not kinked[blocks_of[j]]]
-    if smooth_cols:
-        mats = _implicit(scenario, market, r, regime, params, smooth_cols)
-        for k in base:
-            left[k][:, smooth_cols] = mats[k]
-            right[k][:, smooth_cols] = mats[k]
-    if progress:
-        progress(len(smooth_cols))
+    global_cols = [j for j in range(P) if blocks_of[j] < 0]
+    if global_cols:  # market-wide link fields move every block: the whole market at once
+        mats = _implicit(scenario, market, r, regime, params, global_cols)
+        put(np.arange(market.n_mus), np.arange(market.n_asps), global_cols, mats, mats)
+        if progress:
+            progress(len(global_cols))
     failures = 0
-    for n in np.flatnonzero(kinked):
+    for n in range(market.n_asps):
         cols = [j for j in range(P) if blocks_of[j] == n]
-        mus, pack, fails = block_differences(scenario, r, int(n), params, cols)
-        failures += fails
-        for k, (lo, hi) in pack.items():
-            rows = mus if k in MU_OUTPUTS else np.array([n])
-            left[k][np.ix_(rows, cols)] = lo
-            right[k][np.ix_(rows, cols)] = hi
-        method[cols] = "one-sided"
+        mus = market.mus_of(n)
+        if not cols or mus.size == 0:  # an ASP that serves nobody moves nothing
+            continue
+        if kinked[n]:
+            mus, pack, fails = block_differences(scenario, r, n, params, cols)
+            failures += fails
+            put(mus, [n], cols, {k: v[0] for k, v in pack.items()}, {k: v[1] for k, v in pack.items()})
+            method[cols] = "one-sided"
+        else:
+            sub, mus = _block_scenario(scenario, market, n)
+            local = [_localize(params[j], mus) for j in cols]
+            mats = _implicit(sub, Market.from_scenario(sub), r[mus], _sub_regime(regime, n, mus), local,
+                             range(len(cols)))
+            put(mus, [n], cols, mats, mats)
         if progress:
             progress(len(cols))
-    return Sensitivity(parameters=params, base=base, left={k: v.tocsc() for k, v in left.items()},
-                       right={k: v.tocsc() for k, v in right.items()}, method=method,
+
+    def build(side, k):
+        rows, cols, vals = (np.concatenate(x) if x else np.zeros(0) for x in triplets[side][k])
+        return sp.csc_matrix((vals, (rows.astype(np.intp), cols.astype(np.intp))), shape=(len(base[k]), P))
+
+    return Sensitivity(parameters=params, base=base, left={k: build("left", k) for k in base},
+                       right={k: build("right", k) for k in base}, method=method,
                        kinks=regime.describe(market, kinked), kink_blocks=kinked, continuation_failures=failures)

@@ -10,13 +10,14 @@ live in ``incentive.stress``):
   equilibria, with the ASP capacities at their kink (``solvers.sensitivity.detect_regime``)
   named when the equilibria differ there.
 * :func:`robustness`: N draws of the scenario with chosen fields multiplied by independent
-  factors ``1 + u``, ``u ~ U(-rel, rel)`` per entity (:func:`perturbed_scenarios`), each
+  factors ``1 + u``, ``u ~ U(-rel, rel)`` per entity (:func:`perturbed_scenario`), each
   solved and certified; percentiles of the outcomes, the fraction certified, and the worst
   draw with the scenario that produced it.
 
 Solves run in a process pool (:func:`map_solves`, ``concurrent.futures``; ``workers=1``
-runs them in this process). The pool's workers receive the market once (initializer) and
-then only starting points.
+runs them in this process). The pool's workers receive the market or the base scenario once
+(initializer, :class:`SolveJob`) and then only task indices and starting points; a
+robustness draw is made in the worker from (seed, index).
 
 May import: numpy, scipy, ``market`` and ``solvers``.
 """
@@ -49,22 +50,48 @@ PERCENTILES = (5, 25, 50, 75, 95)
 _WORKER: dict = {}
 
 
-def _init_worker(payload) -> None:
-    _WORKER["payload"] = payload
+@dataclass(frozen=True)
+class SolveJob:
+    """What every task of one :func:`map_solves` call shares (sent to each worker once)."""
+
+    solver: str
+    """Registry name."""
+    market: Market | None = None
+    """The market every task solves (uniqueness probe), or None."""
+    base: Scenario | None = None
+    """The scenario each task perturbs (robustness), or None."""
+    perturb: dict | None = None
+    """Field -> relative bound of the draws (with ``base``)."""
+    seed: int = 0
+    """Seed of the draws: task i solves :func:`perturbed_scenario` (base, perturb, seed, i)."""
+    tolerance: float | None = None
+    """Solve tolerance (None: the scenario's)."""
+
+
+def _init_worker(job: SolveJob, in_pool: bool = False) -> None:
+    """Keep ``job`` for the tasks; a pool worker ignores Ctrl-C (the parent stops the pool)."""
+    if in_pool:
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _WORKER["job"] = job
 
 
 def _solve_task(task):
-    """Worker body: solve one (market or scenario, start) and return a small record."""
-    shared_market, solver, tolerance, certify_at = _WORKER["payload"]
-    index, scenario, start = task
+    """Worker body: task (index, start or None) -> a small record (status, rewards, outcomes)."""
     import solvers
     from solvers.registry import finalize
 
-    market = shared_market if shared_market is not None else Market.from_scenario(scenario)
+    job: SolveJob = _WORKER["job"]
+    index, start = task
     began = time.perf_counter()
     try:
-        result = solvers.solve(market, solver, tolerance=tolerance, initial_rewards=start)
-        result = finalize(result, certify_at or market.tolerance, {})
+        if job.market is not None:
+            market = job.market
+        else:  # drawing here, not in the parent, spreads the validation of big scenarios over the pool
+            market = Market.from_scenario(perturbed_scenario(job.base, job.perturb, job.seed, index))
+        result = solvers.solve(market, job.solver, tolerance=job.tolerance, initial_rewards=start)
+        result = finalize(result, market.tolerance, {})
     except UserError as exc:
         return {"index": index, "status": "error", "message": str(exc), "seconds": time.perf_counter() - began}
     record = {"index": index, "status": result.status, "seconds": time.perf_counter() - began,
@@ -76,14 +103,14 @@ def _solve_task(task):
     return record
 
 
-def map_solves(tasks: list, payload: tuple, *, workers: int = 2, progress=None) -> list[dict]:
-    """Run :func:`_solve_task` over ``tasks`` (``(index, scenario or None, start or None)``).
+def map_solves(tasks: list, job: SolveJob, *, workers: int = 2, progress=None) -> list[dict]:
+    """Run :func:`_solve_task` over ``tasks`` (``(index, start or None)``) in a process pool.
 
-    ``payload`` = (market or None, solver name, solve tolerance, certificate tolerance or None).
-    Results come back in task order; ``progress()`` is called once per finished task.
+    Results come back in task order; ``progress()`` is called once per finished task;
+    ``workers=1`` runs in this process.
     """
     if workers <= 1 or len(tasks) <= 1:
-        _init_worker(payload)
+        _init_worker(job)
         out = []
         for task in tasks:
             out.append(_solve_task(task))
@@ -94,7 +121,7 @@ def map_solves(tasks: list, payload: tuple, *, workers: int = 2, progress=None) 
 
     out = []
     chunk = max(1, len(tasks) // (8 * workers))  # fewer round trips; still a smooth progress bar
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(payload,)) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(job, True)) as pool:
         for record in pool.map(_solve_task, tasks, chunksize=chunk):
             out.append(record)
             if progress:
@@ -103,7 +130,8 @@ def map_solves(tasks: list, payload: tuple, *, workers: int = 2, progress=None) 
 
 
 def outcomes(result) -> dict[str, float]:
-    """Market-wide outcomes of a solved result (money or QoE; see :data:`OUTCOMES`)."""
+    """Market-wide outcomes of a solved result (money or QoE; see :data:`OUTCOMES`). Welfare is MU
+    utility + ASP profit = sum theta Q - resource cost, as in ``solvers.mechanisms.METRICS``."""
     table = result.asp_table()
     util, profit = float(np.sum(result.utility)), float(np.sum(table["profit"]))
     return {"welfare": util + profit, "mu_utility_total": util, "asp_profit_total": profit,
@@ -217,8 +245,9 @@ def probe_uniqueness(scenario: Scenario, *, starts: int = 16, seed: int = 0, sol
     market = Market.from_scenario(scenario)
     solver = solver or scenario.market.solver
     design = sobol_starts(market, starts, seed)
-    tasks = [(i, None, design[i]) for i in range(starts)]
-    records = map_solves(tasks, (market, solver, tolerance, market.tolerance), workers=workers, progress=progress)
+    tasks = [(i, design[i]) for i in range(starts)]
+    records = map_solves(tasks, SolveJob(solver=solver, market=market, tolerance=tolerance), workers=workers,
+                         progress=progress)
     good = [r for r in records if r["status"] == "converged"]
     width = np.where(market.reward_max > market.reward_min, market.reward_max - market.reward_min, 1.0)
     if not good:
@@ -284,46 +313,47 @@ def parse_perturbations(specs: list[str]) -> dict[str, float]:
     return out
 
 
-def perturbed_scenarios(scenario: Scenario, perturb: dict[str, float], count: int, seed: int = 0) -> list[Scenario]:
-    """``count`` valid scenarios: each listed field of each ASP/MU times ``1 + U(-rel, rel)``.
+def perturbed_scenario(scenario: Scenario, perturb: dict[str, float], seed: int, index: int) -> Scenario:
+    """Draw ``index`` of the family: each listed field of each ASP/MU times ``1 + U(-rel, rel)``.
 
-    ``weights`` multiplies each of an MU's three weights independently and renormalises them;
-    ``accuracy`` is capped at 1 and ``reward_max`` at ``value_per_qoe`` (and ``reward_min``
-    at ``reward_max``) so that every draw is a valid scenario.
+    The factors come from ``numpy.random.default_rng([seed, index])`` (draw i is the same
+    whichever process makes it). ``weights`` multiplies each of an MU's three weights
+    independently and renormalises them; ``accuracy`` is capped at 1 and ``reward_max`` at
+    ``value_per_qoe`` (and ``reward_min`` at ``reward_max``) so that every draw is valid.
     """
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(count):
-        asps = []
-        for asp in scenario.asps:
-            changes = {}
-            for f in ASP_PERTURBABLE:
-                if f in perturb:
-                    changes[f] = getattr(asp, f) * (1.0 + rng.uniform(-perturb[f], perturb[f]))
-            if "accuracy" in changes:
-                changes["accuracy"] = min(changes["accuracy"], 1.0)
-            asps.append(dataclasses.replace(asp, **changes))
-        mus = []
-        for mu in scenario.mus:
-            changes = {}
-            for f in MU_PERTURBABLE:
-                if f not in perturb or f == "weights" or getattr(mu, f) is None:
-                    continue
-                changes[f] = getattr(mu, f) * (1.0 + rng.uniform(-perturb[f], perturb[f]))
-            if "weights" in perturb:
-                w = np.array(dataclasses.astuple(mu.weights)) * (1.0 + rng.uniform(-perturb["weights"],
-                                                                                 perturb["weights"], 3))
-                w = w / w.sum()
-                changes["weights"] = type(mu.weights)(*map(float, w))
-            new = dataclasses.replace(mu, **changes)
-            high = min(new.reward_max, new.value_per_qoe)
-            new = dataclasses.replace(new, reward_max=high, reward_min=min(new.reward_min, high))
-            mus.append(new)
-        name = f"{scenario.market.name}-draw{i}"
-        drawn = dataclasses.replace(scenario, asps=tuple(asps), mus=tuple(mus),
-                                    market=dataclasses.replace(scenario.market, name=name))
-        out.append(Scenario.from_dict(drawn.to_dict(), file=f"<draw {i}>"))
-    return out
+    rng = np.random.default_rng([seed, index])
+    asps = []
+    for asp in scenario.asps:
+        changes = {}
+        for f in ASP_PERTURBABLE:
+            if f in perturb:
+                changes[f] = getattr(asp, f) * (1.0 + rng.uniform(-perturb[f], perturb[f]))
+        if "accuracy" in changes:
+            changes["accuracy"] = min(changes["accuracy"], 1.0)
+        asps.append(dataclasses.replace(asp, **changes))
+    mus = []
+    for mu in scenario.mus:
+        changes = {}
+        for f in MU_PERTURBABLE:
+            if f not in perturb or f == "weights" or getattr(mu, f) is None:
+                continue
+            changes[f] = getattr(mu, f) * (1.0 + rng.uniform(-perturb[f], perturb[f]))
+        if "weights" in perturb:
+            w = np.array(dataclasses.astuple(mu.weights)) * (1.0 + rng.uniform(-perturb["weights"], perturb["weights"], 3))
+            w = w / w.sum()
+            changes["weights"] = type(mu.weights)(*map(float, w))
+        new = dataclasses.replace(mu, **changes)
+        high = min(new.reward_max, new.value_per_qoe)
+        mus.append(dataclasses.replace(new, reward_max=high, reward_min=min(new.reward_min, high)))
+    name = f"{scenario.market.name}-draw{index}"
+    drawn = dataclasses.replace(scenario, asps=tuple(asps), mus=tuple(mus),
+                                market=dataclasses.replace(scenario.market, name=name))
+    return Scenario.from_dict(drawn.to_dict(), file=f"<draw {index}>")
+
+
+def perturbed_scenarios(scenario: Scenario, perturb: dict[str, float], count: int, seed: int = 0) -> list[Scenario]:
+    """Draws 0 .. count-1 of :func:`perturbed_scenario`."""
+    return [perturbed_scenario(scenario, perturb, seed, i) for i in range(count)]
 
 
 @dataclass
@@ -332,8 +362,10 @@ class Robustness:
 
     perturb: dict
     """Field -> relative bound of the draws."""
-    scenarios: list[Scenario]
-    """The drawn scenarios, in order."""
+    base: Scenario
+    """The unperturbed scenario."""
+    seed: int
+    """Seed of the draws."""
     records: list[dict]
     """Per draw: status, outcomes, seconds."""
     percentiles: dict
@@ -347,6 +379,10 @@ class Robustness:
     baseline: dict
     """The unperturbed scenario's outcomes."""
 
+    def draw(self, index: int) -> Scenario:
+        """The scenario of draw ``index`` (made again, identically, from the seed)."""
+        return perturbed_scenario(self.base, self.perturb, self.seed, index)
+
 
 def robustness(scenario: Scenario, perturb: dict[str, float], *, samples: int = 64, seed: int = 0,
                solver: str | None = None, workers: int = 2, worst_by: str = "welfare", baseline=None,
@@ -356,16 +392,15 @@ def robustness(scenario: Scenario, perturb: dict[str, float], *, samples: int = 
         raise UserError(f"--worst-by must be one of {', '.join(OUTCOMES[:-1])}, got {worst_by!r}")
     if samples < 1:
         raise UserError(f"--samples must be >= 1 for a robustness study, got {samples}")
-    drawn = perturbed_scenarios(scenario, perturb, samples, seed)
     solver = solver or scenario.market.solver
-    tasks = [(i, s, None) for i, s in enumerate(drawn)]
-    records = map_solves(tasks, (None, solver, None, None), workers=workers, progress=progress)
+    job = SolveJob(solver=solver, base=scenario, perturb=dict(perturb), seed=seed)
+    records = map_solves([(i, None) for i in range(samples)], job, workers=workers, progress=progress)
     good = [r for r in records if r["status"] == "converged"]
     pct = {}
     for key in OUTCOMES:
         values = np.array([r[key] for r in good]) if good else np.array([np.nan])
         pct[key] = {p: float(np.percentile(values, p)) for p in PERCENTILES}
     worst = min(good, key=lambda r: r[worst_by])["index"] if good else None
-    return Robustness(perturb=dict(perturb), scenarios=drawn, records=records, percentiles=pct,
+    return Robustness(perturb=dict(perturb), base=scenario, seed=seed, records=records, percentiles=pct,
                       certified_fraction=len(good) / samples, worst_by=worst_by, worst=worst,
                       baseline=dict(baseline or {}))

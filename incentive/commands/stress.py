@@ -7,8 +7,9 @@
 Runs ``incentive.stress.run_stress`` (uniqueness probe, sensitivity, robustness) with a
 progress bar per step and writes the report folder whole or not at all. Exit code 0 when the
 report is written and the reference equilibrium is certified, 1 when it is not certified
-(the report is still written), 2 on bad input (an existing non-empty --out without
---overwrite, an unknown --perturb field, a bad scenario file). Cheap to import.
+(the report is still written), 2 on bad input (an unknown --perturb field, a bad scenario
+file, an --out the output policy of ``incentive.outdir`` refuses: an existing non-empty
+folder is replaced only with --overwrite or when it holds the same stress run). Cheap to import.
 
 May import: everything (it is part of ``incentive``).
 """
@@ -30,7 +31,8 @@ def register(subparsers) -> None:
     p.add_argument("--samples", type=int, default=64, help="robustness draws (default 64; 0 skips)")
     p.add_argument("--seed", type=int, default=0, help="seed of the start design and the draws (default 0)")
     p.add_argument("--out", default=None, help="report folder (default results/stress-<scenario name>)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing non-empty --out folder (otherwise it is refused, never deleted)")
     p.add_argument("--solver", default=None, help="solver (default: the scenario's [market] solver)")
     p.add_argument("--workers", type=int, default=2, help="processes for the solves (default 2)")
     p.add_argument("--no-sensitivity", action="store_true", help="skip the sensitivity step")
@@ -41,18 +43,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _check_out(path, overwrite: bool) -> None:
-    from pathlib import Path
-
-    from market.errors import UserError
-
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise UserError(f"--out {out}: folder exists and is not empty; pass --overwrite to replace it")
-
-
 def run(args) -> int:
     """Run the command; returns the exit code."""
     from market.errors import UserError
@@ -60,6 +50,7 @@ def run(args) -> int:
     from solvers.registry import REGISTRY
     from solvers.stress import OUTCOMES, parse_perturbations
 
+    from incentive.outdir import check_output_dir
     from incentive.stress import DEFAULT_PERTURB, StressConfig, format_report, ranked_sensitivity, run_stress, \
         write_report
 
@@ -76,12 +67,14 @@ def run(args) -> int:
     perturb = parse_perturbations(args.perturb) if args.perturb else dict(DEFAULT_PERTURB)
     scenario = load_scenario(args.scenario)  # bad file: exit 2 before any work
     out = args.out or f"results/stress-{scenario.market.name}"
-    _check_out(out, args.overwrite)
     config = StressConfig(scenario=args.scenario, starts=args.starts, samples=args.samples, perturb=perturb,
                           seed=args.seed, solver=args.solver, workers=args.workers,
                           sensitivity=not args.no_sensitivity, worst_by=args.worst_by)
+    identity = {k: v for k, v in config.__dict__.items() if k != "workers"}
+    # the output policy (incentive.outdir), checked before any work
+    plan = check_output_dir(out, command="stress", identity=identity, overwrite=args.overwrite, what="stress report")
     report = run_stress(config, show_progress=not args.quiet)
-    paths = write_report(report, out)
+    paths = write_report(report, plan)
     if not args.quiet:
         rows = ranked_sensitivity(report.sensitivity) if report.sensitivity is not None else []
         print(format_report(report, rows))

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from incentive.cli import main
+from incentive.outdir import MARKER
 from market.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,7 +20,8 @@ def test_report_folder_has_every_file(tmp_path, capsys):
     code = main(["stress", str(SMALL), "--out", str(out), "--perturb", "compute_capacity=0.2",
                  "--perturb", "weights=0.05", *FAST])
     assert code == 0
-    names = {p.name for p in out.iterdir()}
+    names = {p.name for p in out.iterdir()} - {MARKER}
+    assert (out / MARKER).exists()  # the output policy's marker: this folder is a stress report
     assert names == {"report.md", "stress.json", "equilibrium.json", "uniqueness.csv", "sensitivity.csv",
                      "sensitivity_full.npz", "tornado.png", "robustness.csv", "robustness.png", "worst_case.toml"}
     data = json.loads((out / "stress.json").read_text())
@@ -44,6 +46,10 @@ def test_refuses_a_non_empty_out_without_overwrite(tmp_path, capsys):
     assert (out / "mine.txt").read_text() == "keep me"
     assert main(["stress", str(SMALL), "--out", str(out), "--overwrite", "--no-sensitivity", *FAST]) == 0
     assert not (out / "mine.txt").exists() and (out / "report.md").exists()
+    # the same stress run again replaces its own report; a different one is refused
+    assert main(["stress", str(SMALL), "--out", str(out), "--no-sensitivity", *FAST]) == 0
+    assert main(["stress", str(SMALL), "--out", str(out), "--seed", "3", "--no-sensitivity", *FAST]) == 2
+    assert "seed" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args, message", [

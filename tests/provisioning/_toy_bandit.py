@@ -79,28 +79,42 @@ def toy_oracle_utility(state) -> float:
 
 
 class ToyRandomPolicy:
-    """Uniform random actions."""
+    """Uniform random actions (a :class:`provisioning.policies.Policy`)."""
+
+    name = "random"
 
     def __init__(self, config=None, seed: int = 0):
         self.rng = np.random.default_rng(seed)
 
-    def act(self, obs):
-        return self.rng.uniform(-1, 1, size=2)
+    def act(self, obs, states=None):
+        obs = np.asarray(obs)
+        return self.rng.uniform(-1, 1, size=obs.shape[:-1] + (2,))
 
 
 class ToyStaticPolicy:
-    """Always the zero action."""
+    """Always the zero action (a :class:`provisioning.policies.Policy`)."""
+
+    name = "static"
 
     def __init__(self, config=None):
         pass
 
-    def act(self, obs):
-        return np.zeros(2)
+    def act(self, obs, states=None):
+        return np.zeros(np.asarray(obs).shape[:-1] + (2,))
+
+
+class ToyOraclePolicy:
+    """The best action of each state (a :class:`provisioning.policies.Policy` that needs the states)."""
+
+    name = "oracle"
+
+    def act(self, obs, states=None):
+        return np.stack([best_action(s) for s in states])
 
 
 def toy_problem():
-    """The toy bandit as a :class:`provisioning.training.ProvisioningProblem`."""
-    from provisioning.training import ProvisioningProblem
+    """The toy bandit as a :class:`provisioning.evaluation.ProvisioningProblem`."""
+    from provisioning.evaluation import ProvisioningProblem
 
     return ProvisioningProblem(
         name="toy-bandit",
@@ -109,4 +123,5 @@ def toy_problem():
         make_static=lambda: ToyStaticPolicy(),
         make_random=lambda seed: ToyRandomPolicy(seed=seed),
         scenario_path=None,
+        make_oracle=lambda: ToyOraclePolicy(),
     )

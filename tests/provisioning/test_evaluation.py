@@ -7,22 +7,23 @@ import numpy as np
 import pytest
 
 from provisioning.evaluation import evaluate_policy, held_out_states, oracle_utilities, spread
-from tests.provisioning._toy_bandit import ToyBanditEnv, ToyRandomPolicy, ToyStaticPolicy, best_action, toy_oracle_utility
+from tests.provisioning._toy_bandit import (
+    ToyBanditEnv,
+    ToyOraclePolicy,
+    ToyRandomPolicy,
+    ToyStaticPolicy,
+    best_action,
+    toy_oracle_utility,
+)
 
 
-class _OraclePolicy:
-    def act(self, obs):
-        return best_action(obs)
+class _ObservationOracle:
+    """Acts from observations only (the toy observation is the state itself)."""
 
+    name = "best"
 
-class _AllocatingPolicy:
-    """A policy with ``allocate``: evaluation must use it instead of ``act``."""
-
-    def allocate(self, state):
-        return np.ones(1, dtype=int), best_action(state)
-
-    def act(self, obs):  # pragma: no cover - must not be called
-        raise AssertionError("allocate() should have been used")
+    def act(self, obs, states=None):
+        return np.stack([best_action(o) for o in np.atleast_2d(obs)])
 
 
 def _setup(n=16):
@@ -34,13 +35,13 @@ def _setup(n=16):
 def test_oracle_policy_scores_one_and_others_less():
     env, states, oracle = _setup()
     assert np.allclose(oracle, 1.0)
-    best = evaluate_policy(env, _OraclePolicy(), states, oracle, name="best")
-    assert best.fraction_of_oracle == pytest.approx(1.0, abs=1e-6)
-    assert evaluate_policy(env, _AllocatingPolicy(), states, oracle).fraction_of_oracle == pytest.approx(1.0, abs=1e-6)
+    best = evaluate_policy(env, _ObservationOracle(), states, oracle)
+    assert best.policy == "best" and best.fraction_of_oracle == pytest.approx(1.0, abs=1e-6)
+    assert evaluate_policy(env, ToyOraclePolicy(), states, oracle).fraction_of_oracle == pytest.approx(1.0, abs=1e-12)
     static = evaluate_policy(env, ToyStaticPolicy(), states, oracle, name="static")
     random = evaluate_policy(env, ToyRandomPolicy(seed=0), states, oracle, name="random")
     assert random.fraction_of_oracle < static.fraction_of_oracle < 1.0
-    assert static.mean_qoe == pytest.approx(static.mean_utility + 0.5) or static.mean_qoe is None
+    assert static.mean_qoe is None and static.mean_cost is None  # the toy env has no QoE/cost breakdown
 
 
 def test_fraction_is_a_ratio_of_means():
@@ -106,3 +107,34 @@ def test_cli_errors_are_clean(capsys, tmp_path):
     assert "no-such-scenario" in capsys.readouterr().err
     assert main(["provision", "evaluate", "--policy", "ppo", "--run", str(tmp_path)]) == 2
     assert main(["provision", "train", "--agent", "d3pg", "--steps", "0", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_protocol_arguments_are_checked_before_work():
+    from market.errors import UserError
+    from provisioning.evaluation import EvaluationProtocol
+
+    for bad in (dict(best_of_k=0), dict(best_of_k=-3), dict(episodes=0), dict(state_seed=-1), dict(state_seed=2**63),
+                dict(sampling_seeds=0)):
+        with pytest.raises(UserError):
+            EvaluationProtocol(**bad)
+    assert EvaluationProtocol().best_of_k is None  # K comes from the policy's configuration
+
+
+def test_report_of_a_run_takes_k_from_its_config_and_says_n_1(tmp_path):
+    """One finished D3PG run on the default scenario: best-of-K uses the run's ``best_of_k`` (3
+    here, not a literal 16), and a single evaluation is reported as n=1 without a spread."""
+    from provisioning.evaluation import EvaluationProtocol, evaluation_report, problem_from_scenario
+    from provisioning.scenario import default_provisioning_scenario_path
+    from provisioning.training import TrainConfig, train, tuned_d3pg_config
+
+    scenario = default_provisioning_scenario_path()
+    tiny = tuned_d3pg_config(state_hidden=16, trunk_hidden=16, critic_hidden=16, batch_size=16, actor_batch_size=8,
+                             warmup_steps=16, best_of_k=3)
+    config = TrainConfig(agent="d3pg", total_steps=24, seed=1, eval_every=24, eval_states=2, scenario=str(scenario))
+    train(problem_from_scenario(scenario), config, tmp_path / "seed_1", learner_config=tiny, progress=False)
+    report = evaluation_report("d3pg", scenario, run=tmp_path, protocol=EvaluationProtocol(episodes=3))
+    assert report["best_of_k"] == 3
+    assert report["fraction_of_oracle_spread"]["n"] == 1 and report["fraction_of_oracle_spread"]["std"] is None
+    assert any("n=1" in note for note in report["notes"])
+    with_k = evaluation_report("d3pg", scenario, run=tmp_path, protocol=EvaluationProtocol(episodes=3, best_of_k=5))
+    assert with_k["best_of_k"] == 5

@@ -188,7 +188,7 @@ def test_robustness_percentiles_and_worst_case_scenario_round_trip(tmp_path):
     welfare = [r["welfare"] for r in rob.records]
     assert rob.worst == int(np.argmin(welfare))
     assert rob.percentiles["welfare"][5] <= rob.percentiles["welfare"][50] <= rob.percentiles["welfare"][95]
-    path = write_scenario(rob.scenarios[rob.worst], tmp_path / "worst.toml")
+    path = write_scenario(rob.draw(rob.worst), tmp_path / "worst.toml")
     again = solvers.solve(load_scenario(path))
     from solvers.stress import outcomes
 
