@@ -9,11 +9,6 @@ from provisioning.denoising.evaluators import (GA1, GA2, BigFiveEvaluator, Image
                                                personality_from_mapping)
 
 
-@pytest.fixture(scope="module")
-def judge():
-    from provisioning.backend.scenes import load_judge
-
-    return load_judge()
 
 
 def _props(**over):
