@@ -86,6 +86,8 @@ class DenoiseConfig:
     gain_db_range: tuple = (-16.0, -4.0)
     """Mean SNR per watt g_k drawn uniformly in this dB range per episode."""
     evaluator: str = "big-five"
+    noise_seeds: int = 4
+    """Initial-noise seeds a state draws from: generations repeat across episodes (cache hits)."""
 
 
 @dataclass
@@ -95,6 +97,7 @@ class DenoiseState:
     users: list
     gain_db: np.ndarray
     seed: int
+    """The generation (initial noise) seed, one of ``config.noise_seeds``."""
 
     @property
     def server_prompt(self) -> str:
@@ -125,9 +128,17 @@ class QoETable:
         self.cache = cache
         self.judge = judge
         self._qoe: dict = {}
+        self.lookups = 0
+
+    def stats(self) -> dict:
+        """The image cache's counters and the share of QoE lookups that generated nothing."""
+        images = self.cache.stats()
+        return {**images, "qoe_lookups": self.lookups, "distinct_qoe_values": len(self._qoe),
+                "share_of_lookups_without_generation": 1 - images["generated"] / self.lookups if self.lookups else None}
 
     def qoe(self, state: DenoiseState, requests: list) -> np.ndarray:
         """QoE of ``requests`` = [(device k, t0, t_k, ber)] in ``state``, batched through the judge."""
+        self.lookups += len(requests)
         keys = [GenerationKey(state.server_prompt, state.users[k].prompt, int(t0), int(tk), float(ber), state.seed)
                 for k, t0, tk, ber in requests]
         todo = [i for i, key in enumerate(keys) if (key, requests[i][0]) not in self._qoe]
@@ -234,11 +245,11 @@ def encode_allocation(config: DenoiseConfig, alloc: Allocation) -> np.ndarray:
 
 
 def draw_state(config: DenoiseConfig, users: list, seed: int) -> DenoiseState:
-    """K users drawn without replacement from ``users`` and K gains, from ``seed``."""
+    """K users drawn without replacement from ``users``, K gains and a noise seed, from ``seed``."""
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 2126]))
     chosen = rng.choice(len(users), size=config.devices, replace=len(users) < config.devices)
     gain = rng.uniform(*config.gain_db_range, size=config.devices)
-    return DenoiseState([users[i] for i in chosen], gain, int(seed))
+    return DenoiseState([users[i] for i in chosen], gain, int(rng.integers(config.noise_seeds)))
 
 
 def observation(config: DenoiseConfig, state: DenoiseState) -> np.ndarray:
@@ -272,7 +283,9 @@ class DenoiseEnv(gym.Env):
         self.config, self.users, self.table = config, list(users), table
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(1 + 2 * config.devices,), dtype=np.float32)
         dim = config.devices * (5 + 8 + 3) + 3
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(dim,), dtype=np.float32)
+        high = max(1.0, config.device_energy_per_step, config.device_budget / 10.0, config.server_energy_per_step,
+                   config.server_budget / 10.0, config.qoe_threshold)
+        self.observation_space = gym.spaces.Box(-1.0, high, shape=(dim,), dtype=np.float32)
         self._stream = np.random.default_rng(seed)
         self.state: DenoiseState | None = None
 

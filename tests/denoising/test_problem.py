@@ -35,7 +35,7 @@ def test_cache_serves_repeats_and_survives_restart(tiny, tmp_path):
     again = outcome(config, QoETable(config, cache, table.judge), state, Allocation(2, (0, 1), (0, 1)))
     assert cache.misses == generated and cache.memory_hits >= 2 and again.reward == first.reward
     fresh = GenerationCache(RenderingGenerator(), cache.directory.parent.parent)
-    key = GenerationKey(state.server_prompt, state.users[1].prompt, 6, 6, float(first.ber[1]), 5)
+    key = GenerationKey(state.server_prompt, state.users[1].prompt, 6, 6, float(first.ber[1]), state.seed)
     assert np.array_equal(fresh.image(key), cache.image(key)) and fresh.disk_hits == 1 and fresh.misses == 0
 
 
