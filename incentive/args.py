@@ -91,3 +91,12 @@ def device(text: str) -> str:
             if not 0 <= index < torch.cuda.device_count():
                 raise argparse.ArgumentTypeError(f"no CUDA device {index} (this machine has {torch.cuda.device_count()})")
     return text
+
+
+def no_action(command: str, actions: tuple[str, ...]) -> int:
+    """A command group called without its action: one line on stderr, exit code 2."""
+    import sys
+
+    print(f"error: incentive {command}: give an action: {', '.join(actions)} (see `incentive {command} --help`)",
+          file=sys.stderr)
+    return 2

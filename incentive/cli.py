@@ -104,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
             where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
             print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
             return 2
+        finally:
+            from incentive.outdir import forget_claims
+
+            forget_claims()
 
 
 def _one_line(message: str) -> str:

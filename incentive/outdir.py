@@ -228,6 +228,12 @@ def check_output_dir(path: str | Path, *, command: str | None = None, identity: 
     return plan
 
 
+def forget_claims() -> None:
+    """Drop every unused decision of :func:`check_output_dir` (the CLI calls this after each
+    command, so a decision, e.g. ``--overwrite``, never outlives the command that made it)."""
+    _CLAIMS.clear()
+
+
 def _adopts(adopt: Callable[[Path], bool], folder: Path) -> bool:
     try:
         return bool(adopt(folder))

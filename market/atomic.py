@@ -83,15 +83,21 @@ def atomic_write_csv(path: str | Path, header: list, rows: list) -> Path:
     return atomic_write_text(path, csv_text(header, rows))
 
 
-def atomic_write_png(path: str | Path, fig, *, dpi: int = 110) -> Path:
-    """Render a matplotlib figure to PNG (tight bounding box) and write it atomically; the figure
-    is closed. The one way the project saves a figure."""
+def png_bytes(fig, *, dpi: int = 110) -> bytes:
+    """Render a matplotlib figure to PNG bytes (tight bounding box) and close it: the one way the
+    project renders a figure (write the bytes with :func:`atomic_write_bytes`, or use
+    :func:`atomic_write_png`)."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     import matplotlib.pyplot as plt  # only reached by callers that made a figure
 
     plt.close(fig)
-    return atomic_write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def atomic_write_png(path: str | Path, fig, *, dpi: int = 110) -> Path:
+    """Render ``fig`` (:func:`png_bytes`) and write it to ``path`` atomically."""
+    return atomic_write_bytes(path, png_bytes(fig, dpi=dpi))
 
 
 def json_ready(obj: Any) -> Any:

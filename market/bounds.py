@@ -7,20 +7,23 @@ are positive but absurd (``value_per_qoe = 1e308``, ``deadline_s = 1e-300``,
 range that holds every physical setting we know of, with the reason, and that keeps every
 derived quantity of ``docs/market.md`` (timeliness needs, shadow prices, rates, utilities)
 well inside double precision: the widest products stay below about 1e60 and the smallest
-values above 1e-60. :func:`check_scenario` is called once by the scenario validator and raises
+values above 1e-60. :func:`check_scenario` is called once by the scenario validator (and
+:func:`check_columns` by the columnar loader, on whole columns at once); both raise
 :class:`market.errors.ScenarioError` naming the file and the field; ``docs/market.md``
 ("Physical ranges") lists the table.
 
 Integers (``seed``, ``max_iterations``) are checked against 64 bits. The same :class:`Bound`
 type serves the provisioning scenarios (``provisioning.scenario``).
 
-May import: the standard library and ``market.errors``.
+May import: the standard library, numpy and ``market.errors``.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from market.errors import ScenarioError
 
@@ -98,7 +101,7 @@ MARKET_BOUNDS: dict[str, Bound] = {
     "mu.reward_max": Bound(1e-9, 1e6, "money per unit QoE (see value_per_qoe)"),
     "mu.spectral_efficiency": Bound(1e-6, 100.0, "bit/s/Hz: the best links carry about 30"),
     "mu.distance_m": Bound(1e-2, 1e6, "m: a centimetre to a thousand kilometres"),
-    "mu.qoe_required": Bound(-1e6, 1.0, "QoE is at most 1 (weights sum to 1)"),
+    "mu.qoe_required": Bound(-1e6, 1.0, "QoE is at most 1 (weights sum to 1): a higher floor is infeasible"),
 }
 
 #: Spectral efficiency implied by ``distance_m`` must lie in this range (same as the field).
@@ -106,44 +109,91 @@ IMPLIED_EFFICIENCY = MARKET_BOUNDS["mu.spectral_efficiency"]
 
 
 def check_scenario(scenario) -> None:
-    """Check every number of a parsed :class:`market.scenario.Scenario` against :data:`MARKET_BOUNDS`.
-
-    Also checks the spectral efficiency that ``distance_m`` implies through the path-loss model
-    (it must lie in the range of ``spectral_efficiency``), naming ``mu[i].distance_m``.
+    """Check every number of a parsed :class:`market.scenario.Scenario` against :data:`MARKET_BOUNDS`
+    (the TOML path; the columnar path calls :func:`check_columns` on its columns directly).
 
     Raises
     ------
     ScenarioError
         Naming the scenario's file and the first field out of range.
     """
-    file = scenario.file
-    for name, value in vars(scenario.market).items():
+    asp_fields = _fields("asp")
+    asp_columns = {k: np.array([getattr(a, k) for a in scenario.asps], dtype=float) for k in asp_fields}
+    mu_columns = {}
+    for key in _fields("mu"):
+        if key.startswith("weights."):
+            mu_columns[key] = np.array([getattr(m.weights, key[8:]) for m in scenario.mus], dtype=float)
+        else:
+            mu_columns[key] = np.array([np.nan if getattr(m, key) is None else getattr(m, key)
+                                        for m in scenario.mus], dtype=float)
+    index = {a.name: i for i, a in enumerate(scenario.asps)}
+    mu_asp = np.array([index.get(m.asp, -1) for m in scenario.mus], dtype=np.intp)
+    check_columns(scenario.market, asp_columns, mu_columns, mu_asp, asp_file=scenario.file, mu_file=scenario.file)
+
+
+def _fields(table: str) -> list[str]:
+    """Field names of ``table`` in :data:`MARKET_BOUNDS`, in table order."""
+    prefix = f"{table}."
+    return [k[len(prefix):] for k in MARKET_BOUNDS if k.startswith(prefix)]
+
+
+def check_columns(market, asp_columns: dict, mu_columns: dict, mu_asp, *, asp_file: str, mu_file: str) -> None:
+    """Check a scenario given as columns: the ``[market]`` values one by one (integers exactly),
+    then each ASP and MU column at once; the first bad row is reported (then the first field in
+    table order), and NaN marks an absent optional value. Also checks the spectral efficiency
+    that ``distance_m`` implies through the path-loss model (it must lie in the range of
+    ``spectral_efficiency``), naming ``mu[i].distance_m``.
+
+    Parameters
+    ----------
+    market : MarketConfig
+    asp_columns, mu_columns : field name -> (N,) / (M,) float arrays (``"weights.accuracy"`` etc.).
+    mu_asp : (M,) index of each MU's ASP, -1 for ``"auto"``.
+    asp_file, mu_file : names for the messages (the same file for TOML).
+
+    Raises
+    ------
+    ScenarioError
+    """
+    for name, value in vars(market).items():
         bound = MARKET_BOUNDS.get(f"market.{name}")
         if bound is not None:
-            bound.check(value, file=file, field=f"market.{name}")
-    for i, asp in enumerate(scenario.asps):
-        for name, value in vars(asp).items():
-            bound = MARKET_BOUNDS.get(f"asp.{name}")
-            if bound is not None and value is not None:
-                bound.check(value, file=file, field=f"asp[{i}].{name}")
-    market = scenario.market
-    power = {a.name: a.transmit_power_w for a in scenario.asps}
-    for i, mu in enumerate(scenario.mus):
-        for name, value in vars(mu).items():
-            if name == "weights":
-                for part, weight in vars(value).items():
-                    MARKET_BOUNDS[f"mu.weights.{part}"].check(weight, file=file, field=f"mu[{i}].weights.{part}")
-                continue
-            bound = MARKET_BOUNDS.get(f"mu.{name}")
-            if bound is not None and value is not None:
-                bound.check(value, file=file, field=f"mu[{i}].{name}")
-        if mu.distance_m is not None:
-            p = power.get(mu.asp, max(power.values()))
-            snr_hz = p * market.path_loss_reference_gain * mu.distance_m ** -market.path_loss_exponent \
-                / market.noise_psd_w_per_hz
-            efficiency = math.log2(1.0 + snr_hz / market.reference_bandwidth_hz)
-            if IMPLIED_EFFICIENCY.violation(efficiency) is not None:
-                raise ScenarioError(
-                    f"implies a spectral efficiency of {efficiency:.3g} bit/s/Hz through the path-loss model, "
-                    f"outside [{IMPLIED_EFFICIENCY.low:g}, {IMPLIED_EFFICIENCY.high:g}] "
-                    f"({IMPLIED_EFFICIENCY.reason})", file=file, field=f"mu[{i}].distance_m")
+            bound.check(value, file=asp_file, field=f"market.{name}")
+    _first_bad_row("asp", asp_columns, asp_file)
+    _first_bad_row("mu", mu_columns, mu_file)
+    distance = np.asarray(mu_columns.get("distance_m", ()), dtype=float)
+    given = np.flatnonzero(~np.isnan(distance)) if distance.size else np.array([], dtype=np.intp)
+    if given.size == 0:
+        return
+    power = np.asarray(asp_columns["transmit_power_w"], dtype=float)
+    mu_asp = np.asarray(mu_asp)[given]
+    p = np.where(mu_asp >= 0, power[np.maximum(mu_asp, 0)], power.max())
+    with np.errstate(over="ignore", divide="ignore"):
+        snr_hz = p * market.path_loss_reference_gain * distance[given] ** -market.path_loss_exponent \
+            / market.noise_psd_w_per_hz
+        efficiency = np.log2(1.0 + snr_hz / market.reference_bandwidth_hz)
+    bad = ~((efficiency >= IMPLIED_EFFICIENCY.low) & (efficiency <= IMPLIED_EFFICIENCY.high))
+    if bad.any():
+        row = int(given[np.argmax(bad)])
+        value = float(efficiency[np.argmax(bad)])
+        raise ScenarioError(
+            f"implies a spectral efficiency of {value:.3g} bit/s/Hz through the path-loss model, "
+            f"outside [{IMPLIED_EFFICIENCY.low:g}, {IMPLIED_EFFICIENCY.high:g}] ({IMPLIED_EFFICIENCY.reason})",
+            file=mu_file, field=f"mu[{row}].distance_m")
+
+
+def _first_bad_row(table: str, columns: dict, file: str) -> None:
+    first = None
+    for order, name in enumerate(_fields(table)):
+        if name not in columns:
+            continue
+        bound = MARKET_BOUNDS[f"{table}.{name}"]
+        values = np.asarray(columns[name], dtype=float)
+        with np.errstate(invalid="ignore"):
+            too_low = (values <= bound.low) if bound.low_open else (values < bound.low)
+            bad = np.flatnonzero((too_low | (values > bound.high) | np.isinf(values)) & ~np.isnan(values))
+        if bad.size and (first is None or (int(bad[0]), order) < first[:2]):
+            first = (int(bad[0]), order, name, bound, float(values[bad[0]]))
+    if first is not None:
+        row, _, name, bound, value = first
+        raise ScenarioError(bound.violation(value), file=file, field=f"{table}[{row}].{name}")

@@ -20,7 +20,7 @@ certificate, timings), ``mus.parquet`` and ``asps.parquet`` (:func:`write_result
 
 pyarrow is imported lazily (it is the ``scale`` extra).
 
-May import: numpy, pyarrow and ``market.scenario`` / ``market.model`` / ``market.errors`` /
+May import: numpy, pyarrow and ``market.scenario`` / ``market.model`` / ``market.errors`` / ``market.bounds`` /
 ``market.atomic``.
 """
 from __future__ import annotations
@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from market.bounds import check_columns
 from market.errors import ScenarioError, UserError
 from market.model import Market
 from market.scenario import (ASP_RULES, MU_RULES, ASPSpec, MarketConfig, MUSpec, QoEWeights, Scenario,
@@ -302,6 +303,7 @@ def load_columnar(path: str | Path) -> ColumnarScenario:
     raise_first_cross_error(mu_cross_field_errors(mu_float, known), file_m, "mu",
                             lambda row: unknown_asp_message(asp_col[row].as_py(), asp_names))
     _first_duplicate(names, "mu", file_m)
+    check_columns(market, asp_float, mu_float, mu_asp, asp_file=file_a, mu_file=file_m)  # physical ranges
     return ColumnarScenario(market=market, asp_names=asp_names,
                             asp_models=models.to_pylist() if models is not None else [None] * len(asp_names),
                             asp_float=asp_float, mu_names=names.to_numpy(zero_copy_only=False), mu_asp=mu_asp,

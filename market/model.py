@@ -11,6 +11,13 @@ follower (design note, "Followers") are precomputed:
 
 so that QoE_m = ``qoe_ceiling``_m - x^f_m / f_m - x^b_m / b_m in the linear model.
 
+Trials (the provisioning layer's best-of-N, ``docs/pipeline.md``): an optional per-MU
+``trials`` N_m multiplies the MU's compute work (``compute_work_s`` = N_m l_m c_{a(m)}) and an
+optional per-MU ``mu_accuracy`` (the measured best-of-N accuracy at N_m) replaces the ASP's
+one-trial accuracy in the QoE. :meth:`Market.with_trials` makes such a market; the payload it
+sets is the N_m outputs sent. A scenario file never sets them: without them (the default) the
+market prices one generation, as the design note says.
+
 May import: numpy and ``market.scenario`` / ``market.errors``.
 """
 from __future__ import annotations
@@ -88,6 +95,11 @@ class Market:
     """Seed for randomised solvers."""
     name: str = "market"
     """Scenario name."""
+    trials: np.ndarray | None = None
+    """(M,) N_m, generations per request (best-of-N; ``None``: one). Multiplies the compute work;
+    the payload of the N outputs is in ``payload_bits`` (see :meth:`with_trials`)."""
+    mu_accuracy: np.ndarray | None = None
+    """(M,) accuracy each MU receives (best-of-N at its trials and link); ``None``: A_{a(m)}."""
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -205,8 +217,20 @@ class Market:
 
     @cached_property
     def qoe_accuracy(self) -> np.ndarray:
-        """(M,) accuracy part w^A A_{a(m)} (independent of the allocation)."""
-        return self.weight_accuracy * self.accuracy[self.mu_asp]
+        """(M,) accuracy part w^A A_m (independent of the allocation); A_m = ``mu_accuracy`` when
+        set, else the serving ASP's A_{a(m)}."""
+        return self.weight_accuracy * self.accuracy_received
+
+    @cached_property
+    def accuracy_received(self) -> np.ndarray:
+        """(M,) accuracy of what each MU receives: ``mu_accuracy`` when set, else A_{a(m)}."""
+        return self.accuracy[self.mu_asp] if self.mu_accuracy is None else np.asarray(self.mu_accuracy, dtype=float)
+
+    @cached_property
+    def compute_work_s(self) -> np.ndarray:
+        """(M,) N_m l_m c_{a(m)}: seconds of compute per request at unit compute share."""
+        work = self.tokens_delivered * self.seconds_per_token[self.mu_asp]
+        return work if self.trials is None else work * np.asarray(self.trials, dtype=float)
 
     @cached_property
     def qoe_tokens(self) -> np.ndarray:
@@ -220,8 +244,8 @@ class Market:
 
     @cached_property
     def timeliness_compute_need(self) -> np.ndarray:
-        """(M,) x^f_m = w^T l_m c_{a(m)} / T_m (compute units): QoE loss is x^f / f."""
-        return self.weight_timeliness * self.tokens_delivered * self.seconds_per_token[self.mu_asp] / self.deadline_s
+        """(M,) x^f_m = w^T N_m l_m c_{a(m)} / T_m (compute units): QoE loss is x^f / f."""
+        return self.weight_timeliness * self.compute_work_s / self.deadline_s
 
     @cached_property
     def timeliness_bandwidth_need(self) -> np.ndarray:
@@ -243,6 +267,29 @@ class Market:
             reward_min=self.reward_min * factor,
             reward_max=self.reward_max * factor,
         )
+
+    def with_trials(self, trials, accuracy=None, bits_per_output=None) -> "Market":
+        """The same market with N_m generations per request (best-of-N).
+
+        Parameters
+        ----------
+        trials : array (M,) of int >= 1
+            Generations per request; the compute work is N_m times one generation's.
+        accuracy : array (M,), optional
+            Accuracy each MU receives at its trials (``None``: the ASP's one-trial accuracy).
+        bits_per_output : array (M,), optional
+            Bits of one output; the payload becomes ``N_m x bits_per_output`` (``None``: the
+            market's one-generation ``payload_bits`` times N_m, computed from this market's
+            payload divided by its current trials).
+        """
+        n = np.asarray(trials, dtype=float).reshape(-1)
+        if n.shape != (self.n_mus,) or np.any(~np.isfinite(n)) or np.any(n < 1):
+            raise ValueError(f"trials must be {self.n_mus} numbers >= 1")
+        if bits_per_output is None:
+            current = np.ones(self.n_mus) if self.trials is None else np.asarray(self.trials, dtype=float)
+            bits_per_output = self.payload_bits / current
+        acc = None if accuracy is None else np.clip(np.asarray(accuracy, dtype=float).reshape(-1), 0.0, 1.0)
+        return replace(self, trials=n, mu_accuracy=acc, payload_bits=n * np.asarray(bits_per_output, dtype=float))
 
     def clip_rewards(self, rewards: np.ndarray) -> np.ndarray:
         """Project rewards onto the boxes [reward_min, reward_max]."""

@@ -8,6 +8,11 @@ f_m (compute units) and bandwidth b_m (Hz):
   or b_m log2(1 + snr_m / b_m) (Shannon),
 * QoE_m = w^A A_n + w^L l_m / L_m + w^T (1 - t_m / T_m); a zero-weight term contributes 0.
 
+:func:`qoe_formula` is the one definition of the QoE: :func:`qoe_parts` calls it with the
+market's modelled accuracy, tokens and latency, and the pipeline calls it with the measured
+ones (``incentive run``'s measured QoE). With per-MU trials N_m (``Market.with_trials``) the
+compute work is N_m l_m c_n, the payload the N_m outputs and A_m the best-of-N accuracy.
+
 May import: numpy and ``market.model``.
 """
 from __future__ import annotations
@@ -42,7 +47,7 @@ def transmission_rate(market: Market, bandwidth: np.ndarray, mus: np.ndarray | N
 def latency_parts(market: Market, compute: np.ndarray, bandwidth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(computation latency, transmission latency) in seconds per MU; inf where a resource is 0."""
     compute = np.asarray(compute, dtype=float)
-    work = market.tokens_delivered * market.seconds_per_token[market.mu_asp]
+    work = market.compute_work_s
     rate = transmission_rate(market, bandwidth)
     with np.errstate(divide="ignore"):
         t_compute = np.where(compute > 0, work / np.where(compute > 0, compute, 1.0), np.inf)
@@ -66,16 +71,39 @@ class QoEParts:
     """QoE_m = accuracy + tokens + timeliness."""
 
 
-def qoe_parts(market: Market, compute: np.ndarray, bandwidth: np.ndarray) -> QoEParts:
-    """QoE and its three parts for an allocation (design note, "QoE")."""
-    t_compute, t_transmit = latency_parts(market, compute, bandwidth)
-    latency = t_compute + t_transmit
-    w_t = market.weight_timeliness
+def qoe_formula(weight_accuracy, weight_tokens, weight_timeliness, accuracy, tokens_delivered, tokens_requested,
+                latency_s, deadline_s) -> QoEParts:
+    """``w^A A + w^L min(l, L) / L + w^T (1 - t / T)`` and its parts, elementwise (design note, "QoE").
+
+    Parameters
+    ----------
+    weight_accuracy, weight_tokens, weight_timeliness : array_like
+        The personal weights (>= 0, sum 1).
+    accuracy : array_like
+        Accuracy received, 0..1 (modelled A, or measured).
+    tokens_delivered, tokens_requested : array_like
+        Tokens received and requested (the token term is ``min(l, L) / L``).
+    latency_s, deadline_s : array_like
+        Latency and deadline in seconds; a zero timeliness weight contributes 0 whatever the
+        latency (also an infinite one).
+    """
+    w_a, w_l, w_t = (np.asarray(w, dtype=float) for w in (weight_accuracy, weight_tokens, weight_timeliness))
+    latency = np.asarray(latency_s, dtype=float)
+    requested = np.asarray(tokens_requested, dtype=float)
     with np.errstate(invalid="ignore"):
-        timeliness = np.where(w_t > 0, w_t * (1.0 - latency / market.deadline_s), 0.0)
-    accuracy, tokens = market.qoe_accuracy, market.qoe_tokens
-    return QoEParts(accuracy=accuracy, tokens=tokens, timeliness=timeliness, latency_s=latency,
-                    total=accuracy + tokens + timeliness)
+        timeliness = np.where(w_t > 0, w_t * (1.0 - latency / np.asarray(deadline_s, dtype=float)), 0.0)
+    accuracy_part = w_a * np.asarray(accuracy, dtype=float)
+    tokens_part = w_l * np.minimum(np.asarray(tokens_delivered, dtype=float), requested) / requested
+    return QoEParts(accuracy=accuracy_part, tokens=tokens_part, timeliness=timeliness, latency_s=latency,
+                    total=accuracy_part + tokens_part + timeliness)
+
+
+def qoe_parts(market: Market, compute: np.ndarray, bandwidth: np.ndarray) -> QoEParts:
+    """QoE and its three parts for an allocation (design note, "QoE"), by :func:`qoe_formula`."""
+    t_compute, t_transmit = latency_parts(market, compute, bandwidth)
+    return qoe_formula(market.weight_accuracy, market.weight_tokens, market.weight_timeliness,
+                       market.accuracy_received, market.tokens_delivered, market.tokens_requested,
+                       t_compute + t_transmit, market.deadline_s)
 
 
 def compute_loss(market: Market, compute: np.ndarray, mus: np.ndarray | None = None) -> np.ndarray:

@@ -281,5 +281,5 @@ def write_plots(out: str | Path, summary: dict) -> list[str]:
         if note:
             fig.text(0.01, -0.01, note, fontsize=7, color="dimgray", va="top")  # below the x label
             notes.append(f"{name}: {note}")
-        atomic_write_png(Path(out) / name, fig, dpi=120)
+        atomic_write_png(Path(out) / name, fig)
     return notes

@@ -57,7 +57,7 @@ from provisioning.quality import QualityModel, expected_max_std_normal
 from provisioning.scenario import ProvisioningConfig
 from provisioning.state import State
 
-__all__ = ["OracleResult", "oracle_allocation", "oracle_allocations", "BerTable"]
+__all__ = ["OracleResult", "oracle_allocation", "oracle_allocations", "oracle_allocations_per_state", "BerTable"]
 
 #: Most option combinations enumerated before switching to the dual method.
 MAX_ENUMERATED_COMBINATIONS = 200_000
@@ -179,8 +179,11 @@ def _options(config: ProvisioningConfig, state: State, quality_model: QualityMod
 
 
 def _options_arrays(config: ProvisioningConfig, quality_model: QualityModel, table: BerTable,
-                    difficulty, beta, quality_threshold, p_total) -> _Options:
+                    difficulty, beta, quality_threshold, p_total, user_weights=None, seconds_per_trial=None) -> _Options:
     """Options for states given as arrays of shape (..., Q) (``p_total``: shape (...)).
+
+    ``user_weights`` and ``seconds_per_trial`` (shape (..., Q)) replace the config's per state
+    (the pipeline's slots differ only in them).
 
     Returns arrays of shape (..., Q, 2 N_max): column ``k < N_max`` is "``k+1`` trials, QoE
     floor met" (power in ``[Pmin, P_total]``), column ``N_max + k`` is "``k+1`` trials, floor
@@ -191,11 +194,13 @@ def _options_arrays(config: ProvisioningConfig, quality_model: QualityModel, tab
     n = np.arange(1, n_max + 1)
     difficulty = np.asarray(difficulty, dtype=float)
     lead = difficulty.shape  # (..., Q)
-    seconds = np.asarray(config.latency.seconds_per_trial())[:, None]
-    lf = latency_factor(n[None, :], seconds, config.latency.max_latency_s)  # (Q, N)
+    if seconds_per_trial is None:
+        seconds_per_trial = config.latency.seconds_per_trial()
+    seconds = np.asarray(seconds_per_trial, dtype=float)[..., None]
+    lf = latency_factor(n, seconds, config.latency.max_latency_s)  # (..., Q, N)
     mean_log, std_log, kappa = (np.broadcast_to(np.asarray(v, dtype=float), lead) for v in quality_model.log_quality_params(difficulty))
     base = mean_log[..., None] + std_log[..., None] * expected_max_std_normal(n) - np.log(np.asarray(quality_threshold, dtype=float))[..., None]
-    weights = np.asarray(obj.user_weights, dtype=float)[:, None]
+    weights = np.asarray(obj.user_weights if user_weights is None else user_weights, dtype=float)[..., None]
     amplitude = np.broadcast_to(obj.qoe_weight * weights * lf, base.shape)  # (..., Q, N)
     min_qoe = np.asarray(obj.min_qoe, dtype=float)[:, None]
     beta = np.asarray(beta, dtype=float)
@@ -549,6 +554,53 @@ def oracle_allocations(
                 results.append(oracle_allocation(config, state, quality_model=quality_model, method="enumeration"))
                 continue
             outcome = evaluate_allocation(config, state, trials[i], power[i], quality_model=quality_model)
+            results.append(OracleResult(
+                trials=trials[i].astype(np.int64), power=power[i].copy(), utility=float(outcome.reward),
+                upper_bound=float(outcome.reward), exact=True, method="enumeration",
+            ))
+    return results
+
+
+def oracle_allocations_per_state(configs, states, *, quality_model: QualityModel | None = None,
+                                 batch_size: int = 256) -> list[OracleResult]:
+    """:func:`oracle_allocation` for pairs ``(configs[i], states[i])``, vectorised over the pairs.
+
+    The configs may differ only in ``objective.user_weights`` and the latency's seconds per
+    trial (the pipeline's slots of one ASP); ``num_users``, ``max_trials``, the channel, the
+    other objective fields and ``L_max`` must be equal (else ``ValueError``). As in
+    :func:`oracle_allocations`, a pair whose optimum the batch step does not certify is solved
+    again by :func:`oracle_allocation`, so the results equal the per-pair ones.
+    """
+    configs, states = list(configs), list(states)
+    if len(configs) != len(states):
+        raise ValueError("one config per state")
+    if not states:
+        return []
+    first = configs[0]
+    quality_model = first.quality if quality_model is None else quality_model
+    shared = lambda c: (c.num_users, c.max_trials, c.channel, c.latency.max_latency_s,  # noqa: E731
+                        tuple(v for k, v in vars(c.objective).items() if k != "user_weights"))
+    if any(shared(c) != shared(first) for c in configs):
+        raise ValueError("configs must differ only in user weights and seconds per trial")
+    if (2 * first.max_trials) ** first.num_users > 20_000:
+        return [oracle_allocation(c, s, quality_model=quality_model) for c, s in zip(configs, states)]
+    table = _table(first.channel)
+    results: list[OracleResult] = []
+    for start in range(0, len(states), batch_size):
+        batch, cfgs = states[start:start + batch_size], configs[start:start + batch_size]
+        options = _options_arrays(
+            first, quality_model, table, np.stack([s.difficulty for s in batch]),
+            np.stack([s.mean_snr_per_watt(first) for s in batch]), np.stack([s.quality_threshold for s in batch]),
+            np.array([s.p_total_w for s in batch]),
+            user_weights=np.stack([np.asarray(c.objective.user_weights, dtype=float) for c in cfgs]),
+            seconds_per_trial=np.stack([np.asarray(c.latency.seconds_per_trial(), dtype=float) for c in cfgs]))
+        p_total = np.array([s.p_total_w for s in batch])
+        trials, power, _, certified = _enumerate_batch(first, options, p_total, table)
+        for i, (cfg, state) in enumerate(zip(cfgs, batch)):
+            if not certified[i]:
+                results.append(oracle_allocation(cfg, state, quality_model=quality_model, method="enumeration"))
+                continue
+            outcome = evaluate_allocation(cfg, state, trials[i], power[i], quality_model=quality_model)
             results.append(OracleResult(
                 trials=trials[i].astype(np.int64), power=power[i].copy(), utility=float(outcome.reward),
                 upper_bound=float(outcome.reward), exact=True, method="enumeration",

@@ -2,7 +2,10 @@
 
 What this module is for
 -----------------------
-Pure functions of the provisioning paper's section V-B, with the documented fixes:
+The provisioning *objective*: the ASP's utility of the provisioning paper's section V-B (its
+"QoE" is a latency factor times a Weber-Fechner quality factor, eq. (23)). It is not the
+users' QoE of the market: that one has a single definition, ``market.qoe.qoe_formula``, used
+for both modelled and measured QoE. Pure functions, with the documented fixes:
 
 * latency factor ``ln(L_max / (N T)) / ln(1 + N)`` — the paper's ``log_N(L_max/(N T))`` is
   undefined at ``N = 1``;

@@ -7,8 +7,7 @@ provisioning paper, with the settlements of ``docs/provisioning.md``): the objec
 eq. (22), the latency model, the channel of section III-C, the simulated quality backend and the
 ranges the environment samples states from. It is read from ``scenarios/provisioning/*.toml``
 (:func:`load_provisioning_scenario`) or built from a plain dict (:func:`provisioning_config_from_dict`,
-used by the pipeline to derive one from a market scenario's ``[provisioning]`` table plus the
-market's per-user rewards, compute shares and bandwidths). Every malformed value raises
+which ``provisioning.coupling`` uses to derive one slot's problem from a market scenario). Every malformed value raises
 :class:`market.errors.ScenarioError` naming the file and the dotted field.
 
 May import: the standard library, numpy, ``market.errors``, ``market.bounds``, ``provisioning.channel``,
@@ -37,7 +36,6 @@ __all__ = [
     "default_provisioning_scenario_path",
     "provisioning_scenarios_dir",
     "provisioning_config_from_dict",
-    "provisioning_config_for_market",
     "DEFAULT_SCENARIO_NAME",
 ]
 
@@ -431,10 +429,8 @@ def _parse(data: Mapping, file: str) -> ProvisioningConfig:
 def provisioning_config_from_dict(data: Mapping, *, source: str = "<memory>") -> ProvisioningConfig:
     """Build and validate a :class:`ProvisioningConfig` from plain data (same schema as the TOML).
 
-    The pipeline uses this to derive a config from a market scenario's ``[provisioning]`` table:
-    put the market's per-user rewards ``r_m`` in ``objective.user_weights``, the time per trial
-    implied by each user's compute share in ``latency.time_per_trial_s`` and the link rate
-    implied by its bandwidth in ``latency.link_rate_bps``.
+    ``provisioning.coupling`` uses this to derive one slot's problem from a market scenario
+    (weights from the rewards, time per trial and link rate from the allocation).
 
     Raises
     ------
@@ -477,107 +473,3 @@ def provisioning_scenarios_dir() -> Path:
 def default_provisioning_scenario_path() -> Path:
     """Path of the default provisioning scenario (the paper's 3-user setting)."""
     return provisioning_scenarios_dir() / f"{DEFAULT_SCENARIO_NAME}.toml"
-
-
-def _deep_merge(base: dict, overrides: Mapping) -> dict:
-    merged = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _deep_merge(dict(merged[key]), value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def provisioning_config_for_market(
-    table: Mapping | None,
-    *,
-    user_weights,
-    time_per_trial_s,
-    link_rate_bps=None,
-    source: str = "<memory>",
-) -> ProvisioningConfig:
-    """Derive the provisioning problem of one ASP from a market scenario.
-
-    Parameters
-    ----------
-    table : mapping or None
-        The market scenario's ``[provisioning]`` table. Its optional ``scenario`` key names a
-        shipped provisioning scenario (default :data:`DEFAULT_SCENARIO_NAME`) or a path to one;
-        every other key overrides that scenario's field of the same dotted name (same schema
-        as the TOML files, e.g. ``{"objective": {"qoe_weight": 3.0}}``).
-    user_weights : sequence of float
-        The market's reward ``r_m`` per unit of QoE for each user of this ASP; sets ``Q``.
-    time_per_trial_s : float or sequence of float
-        Seconds per trial implied by the compute share the market allotted (per user or one).
-    link_rate_bps : float or sequence of float, optional
-        Link rate implied by the bandwidth the market allotted (per user or one).
-    source : str
-        Name used in error messages (e.g. ``"market.toml [provisioning]"``).
-
-    Notes
-    -----
-    Per-user lists of the base scenario whose length differs from ``Q`` are replaced: quality
-    threshold ranges by their hull, other per-user lists must then be given in ``table``.
-    If ``max_trials`` x seconds per trial reaches ``L_max`` (a slow compute share),
-    ``max_trials`` is lowered to the largest value that keeps the latency factor positive.
-
-    Raises
-    ------
-    market.errors.ScenarioError
-    """
-    table = dict(table or {})
-    base_ref = table.pop("scenario", DEFAULT_SCENARIO_NAME)
-    if not isinstance(base_ref, str):
-        raise ScenarioError(f"must be a scenario name or path, got {base_ref!r}", file=source, field="provisioning.scenario")
-    base_path = Path(base_ref)
-    if not base_path.suffix:
-        base_path = provisioning_scenarios_dir() / f"{base_ref}.toml"
-    try:
-        base = tomllib.loads(base_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ScenarioError(f"no provisioning scenario {base_ref!r} ({base_path})", file=source, field="provisioning.scenario") from None
-    except UnicodeDecodeError:
-        raise ScenarioError("not UTF-8 text (a binary file?)", file=base_path) from None
-    except OSError as exc:
-        raise ScenarioError(f"cannot read it ({exc.strerror or exc})", file=source, field="provisioning.scenario") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"not valid TOML: {exc}", file=base_path) from None
-    try:
-        weights = [float(w) for w in user_weights]
-    except (TypeError, ValueError):
-        raise ScenarioError("user weights must be numbers", file=source, field="objective.user_weights") from None
-    q = len(weights)
-    data = _deep_merge(base, table)
-    data["num_users"] = q
-    data.setdefault("objective", {})["user_weights"] = weights
-    state = data.setdefault("state", {})
-    thresholds = state.get("quality_threshold")
-    if isinstance(thresholds, list) and thresholds and isinstance(thresholds[0], list) and len(thresholds) != q:
-        state["quality_threshold"] = [min(t[0] for t in thresholds), max(t[1] for t in thresholds)]
-    for section, key in (("objective", "min_qoe"), ("latency", "time_per_trial_s"), ("latency", "link_rate_bps")):
-        value = data.get(section, {}).get(key)
-        if isinstance(value, list) and len(value) != q and not (section == "latency"):
-            raise ScenarioError(f"has {len(value)} entries but the ASP serves {q} users; give it in the [provisioning] table",
-                                file=source, field=f"{section}.{key}")
-    latency = data.setdefault("latency", {})
-    latency["time_per_trial_s"] = list(time_per_trial_s) if isinstance(time_per_trial_s, (list, tuple)) else time_per_trial_s
-    if link_rate_bps is not None:
-        latency["link_rate_bps"] = list(link_rate_bps) if isinstance(link_rate_bps, (list, tuple)) else link_rate_bps
-    else:
-        latency.pop("link_rate_bps", None)
-    # keep the latency factor positive for every allowed N (lower N_max if compute is slow)
-    try:
-        seconds = LatencyParams(
-            float(latency["max_latency_s"]),
-            tuple(latency["time_per_trial_s"]) if isinstance(latency["time_per_trial_s"], list) else (float(latency["time_per_trial_s"]),) * q,
-            None if latency.get("link_rate_bps") is None else (
-                tuple(latency["link_rate_bps"]) if isinstance(latency["link_rate_bps"], list) else (float(latency["link_rate_bps"]),) * q),
-            float(latency.get("image_bits", 0.0)),
-        ).seconds_per_trial()
-        slowest = max(seconds)
-        if slowest > 0 and int(data.get("max_trials", 1)) * slowest >= float(latency["max_latency_s"]):
-            data["max_trials"] = max(1, math.ceil(float(latency["max_latency_s"]) / slowest) - 1)
-    except (KeyError, TypeError, ValueError, ZeroDivisionError):
-        pass  # leave it to the validation below, which names the field
-    return _parse(data, source)

@@ -20,6 +20,7 @@ import json
 import sys
 
 from incentive import args as types
+from incentive.args import no_action as _no_action
 
 
 def register(subparsers) -> None:
@@ -27,7 +28,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("backend", help="measure the diffusion backend (accuracy, tokens, latency)",
                                    description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="backend_command", metavar="SUBCOMMAND")
-    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
+    parser.set_defaults(func=lambda args: _no_action("backend", ("measure", "calibrate", "shared-denoise")))
 
     m = sub.add_parser("measure", help="generate, send over a noisy link, pick best-of-N, judge; JSON report")
     m.add_argument("--model", default="digits-large", help="shipped name or local folder (default: digits-large)")

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from incentive import args as types
+from incentive.args import no_action as _no_action
 from provisioning.agents.registry import BASELINE_POLICIES, available_agents
 
 AGENT_CHOICES = available_agents()
@@ -50,7 +51,8 @@ def register(subparsers) -> None:
     evaluate.add_argument("--run", help="a training output folder (with seed_* runs); default for d3pg: the shipped policy")
     evaluate.add_argument("--episodes", type=types.count(1, 10**6), default=DEFAULT_EVAL_STATES, help="held-out states (default 256)")
     evaluate.add_argument("--seed", type=types.seed, default=None, help="seed of the held-out states (default: the fixed test seed)")
-    evaluate.add_argument("--best-of-k", type=types.count(1, 1024), default=None, help="D3PG: K of the best-of-K evaluation ranked by the critic (default: the policy's config)")
+    evaluate.add_argument("--best-of-k", type=types.count(1, 1024), default=None,
+                          help="D3PG: K of the best-of-K evaluation ranked by the critic (default: the policy's config)")
     evaluate.add_argument("--out", help="write the JSON here (atomically); it is always printed")
     evaluate.set_defaults(func=run_evaluate)
 
@@ -75,7 +77,7 @@ def register(subparsers) -> None:
     ship.add_argument("--episodes", type=types.count(1, 10**6), default=DEFAULT_EVAL_STATES, help="held-out states for the card (default 256)")
     ship.set_defaults(func=run_ship)
 
-    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
+    parser.set_defaults(func=lambda args: _no_action("provision", ("train", "evaluate", "compare", "ship")))
 
 
 # --------------------------------------------------------------------------- helpers

@@ -3,8 +3,9 @@
 Usage::
 
     incentive run SCENARIO [--out DIR] [--provision {d3pg,oracle}] [--calibrate] [--quick]
-                  [--samples S] [--seed X] [--allow-uncertified] [--solver NAME]
-                  [--partial-slot {oracle,pad}] [--policy FILE] [--device {cpu,cuda}]
+                  [--samples S] [--calibration-samples S] [--seed X] [--allow-uncertified]
+                  [--solver NAME] [--partial-slot {oracle,pad}] [--policy FILE] [--steps T]
+                  [--device {cpu,cuda}] [--max-rounds R] [--no-progress]
 
 Writes ``DIR`` (default ``results/<scenario name>``) whole or not at all: ``report.md``,
 ``result.json``, CSVs, PNG plots and ``config.json``. Exit code 0 on success, 2 on bad input
@@ -35,11 +36,16 @@ def register(subparsers) -> None:
     p.add_argument("--provision", choices=("d3pg", "oracle"), default="d3pg",
                    help="who picks trials and powers: the shipped D3PG policy (default) or the exact oracle")
     p.add_argument("--calibrate", action="store_true",
-                   help="measure the ASP profiles with the backend first and re-solve the market on them")
+                   help="calibrate the scenario's models first (as `incentive backend calibrate`) and run on the "
+                        "calibrated scenario")
     p.add_argument("--quick", action="store_true", help="few samples (seconds; for tests and a first look)")
-    p.add_argument("--samples", type=types.count(1, 10**6), default=None, help="requests measured per user (default 60; 6 with --quick)")
+    p.add_argument("--samples", type=types.count(1, 10**6), default=None,
+                   help="requests measured per user (default 120; 6 with --quick)")
     p.add_argument("--calibration-samples", type=types.count(1, 10**6), default=None,
-                   help="requests per model in the calibration (default 60; 10 with --quick)")
+                   help="requests per calibration point (default 150; 10 with --quick)")
+    p.add_argument("--max-rounds", type=types.count(1, 1000), default=10,
+                   help="most rounds of the market <-> provisioning fixed point (default 10)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--seed", type=types.seed, default=0, help="run seed (states, requests; default 0)")
     p.add_argument("--solver", default=None, help="market solver (default: the scenario's)")
     p.add_argument("--allow-uncertified", action="store_true",
@@ -60,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = PipelineConfig(provision=args.provision, calibrate=args.calibrate, seed=args.seed, solver=args.solver,
                             allow_uncertified=args.allow_uncertified, partial_slot=args.partial_slot,
-                            policy_path=args.policy, steps=args.steps, device=args.device, quick=args.quick)
+                            policy_path=args.policy, steps=args.steps, device=args.device, quick=args.quick,
+                            max_rounds=args.max_rounds, progress=not args.no_progress)
     if args.samples is not None:
         config.samples = args.samples
         if args.quick:
@@ -75,16 +82,34 @@ def run(args: argparse.Namespace) -> int:
     check_output_dir(out, command="run", overwrite=args.overwrite,
                      identity={k: v for k, v in sorted(vars(args).items()) if k not in ("func", "out", "overwrite")})
     result = run_pipeline(args.scenario, out, config)
-    s = result.summary
-    print(f"incentive run: {result.market.get('scenario')}: market {s['market_status']}, "
-          f"{s['users']} users in {s['slots']} slots")
-    print(f"  mean QoE modelled {s['mean_qoe_modelled']:.3f}, measured {s['mean_qoe_measured']:.3f}; "
-          f"mean |gap| {s['mean_abs_qoe_gap']:.3f}, max |gap| {s['max_abs_qoe_gap']:.3f}")
-    if s["d3pg_fraction_of_oracle_overall"] is not None:
-        print(f"  D3PG utility / oracle utility over {s['d3pg_slots_with_positive_optimum']} slot(s) with a positive "
-              f"optimum: {s['d3pg_fraction_of_oracle_overall']:.3f}")
-    if result.calibration:
-        print(f"  calibration moved rewards by up to {result.calibration['max_abs_reward_change']:.4g} and "
-              f"modelled QoE by up to {result.calibration['max_abs_qoe_change']:.3f}")
+    for line in summary_lines(result.to_dict()):
+        print(line)
     print(f"  report: {Path(out) / 'report.md'} ({result.timings_s['total_s']:.1f} s)")
     return 0
+
+
+def summary_lines(result: dict) -> list[str]:
+    """What ``incentive run`` prints: calibration state, market, loop, QoE gap, the D3PG headline."""
+    from incentive.report import calibrate_command
+
+    s, lines = result["summary"], []
+    if not result["calibrated"]:
+        lines.append(f"UNCALIBRATED scenario ({result['uncalibrated_reasons'][0]}); calibrate it: "
+                     f"{calibrate_command(result['scenario_file'])}")
+    lines.append(f"incentive run: {result['market'].get('scenario')}: market {s['market_status']}, {s['users']} users in "
+                 f"{s['slots']} slots; market <-> provisioning {'converged' if s['converged'] else 'NOT converged'} in "
+                 f"{s['rounds']} round(s)" + (f" ({len(s['held_users'])} user(s) held after a cycle)" if s["held_users"] else ""))
+    fmt = lambda x, spec=".3f": "-" if x is None else format(x, spec)  # noqa: E731
+    lines.append(f"  mean QoE modelled {fmt(s['mean_qoe_modelled'])}, measured {fmt(s['mean_qoe_measured'])}; mean |gap| "
+                 f"{fmt(s['mean_abs_qoe_gap'])}, max |gap| {fmt(s['max_abs_qoe_gap'])} (sampling noise: mean 95% "
+                 f"half-width {fmt(s['mean_qoe_gap_noise'])}; model error beyond it: mean {fmt(s['mean_abs_model_error'])}, "
+                 f"max {fmt(s['max_abs_model_error'])})")
+    head = s.get("policy_vs_oracle")
+    if head is not None and head["ratio"] is not None:
+        left = "; ".join(f"{v} {k}" for k, v in head["left_out"].items())
+        lines.append(f"  D3PG utility / oracle utility {head['ratio']:.3f} over {head['slots_counted']} slot(s)"
+                     + (f"; {head['slots_left_out']} slot(s) left out ({left})" if head["slots_left_out"] else ""))
+    elif head is not None:
+        lines.append(f"  no D3PG/oracle ratio: all {head['slots_left_out']} slot(s) left out "
+                     f"({'; '.join(f'{v} {k}' for k, v in head['left_out'].items())})")
+    return lines

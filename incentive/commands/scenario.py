@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 
 from incentive import args as types
+from incentive.args import no_action as _no_action
 
 
 def register(subparsers) -> None:
@@ -40,7 +41,7 @@ def register(subparsers) -> None:
     convert.add_argument("source", help="scenario TOML file or NAME.parquet folder")
     convert.add_argument("target", help="new file: NAME.toml or NAME.parquet (an existing one is not overwritten)")
     convert.set_defaults(func=run_convert)
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+    p.set_defaults(func=lambda args: _no_action("scenario", ("new", "check", "convert")))
 
 
 def run_new(args: argparse.Namespace) -> int:

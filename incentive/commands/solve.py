@@ -33,8 +33,8 @@ def register(subparsers) -> None:
                         "that receives summary.json, mus.parquet and asps.parquet (appears whole or not at all)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors (and --json output)")
     p.add_argument("--json", action="store_true", help="print the result JSON to stdout instead of the table")
-    p.add_argument("--tolerance", type=types.number(0.0, 1.0, low_open=True), default=None,
-                   help="certificate tolerance, relative (default 1e-6)")
+    p.add_argument("--tolerance", type=types.number(1e-15, 1.0), default=None,
+                   help="certificate tolerance, relative, in [1e-15, 1] (default 1e-6)")
     p.add_argument("--max-iterations", type=types.count(1, 10**7), default=None, help="iteration limit of the solver")
     p.add_argument("--list-solvers", action="store_true", help="list the registered solvers and exit")
     p.set_defaults(func=run)
@@ -56,14 +56,18 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--tolerance must be in (0, 1), got {args.tolerance}")
     if args.max_iterations is not None and args.max_iterations < 1:
         raise UserError(f"--max-iterations must be >= 1, got {args.max_iterations}")
-    if args.out is not None:
-        from incentive.outdir import check_output_file
-
-        check_output_file(args.out)  # before solving: a bad path must not cost the result
-    started = time.perf_counter()
     from market.columnar import is_columnar
 
-    if is_columnar(args.scenario):
+    columnar = is_columnar(args.scenario)
+    if args.out is not None:  # before solving: a bad path must not cost the result
+        from incentive.outdir import check_output_dir, check_output_file
+
+        if columnar:  # the result is a folder of tables
+            args.out = check_output_dir(args.out, command="solve", identity={"scenario": str(args.scenario)})
+        else:
+            check_output_file(args.out)
+    started = time.perf_counter()
+    if columnar:
         return _run_columnar(args, started)
     scenario = load_scenario(args.scenario)
     solver = args.solver or scenario.market.solver

@@ -1,17 +1,29 @@
 """Measured QoE of one model setting: accuracy, tokens, bits and latency with confidence intervals.
 
-What this module is for: the backend's central measurement. For each of ``samples``
-requests (digit ``i mod 10`` for request ``i``), the model generates ``trials`` images in
-one batch from the request's own seed; every image is sent over the noisy link (8-bit
-pixels, bit flips at ``ber``, :mod:`.channel`); the *user* keeps the received image that
-the **scorer** rates highest for the requested digit (best-of-N, the provisioning paper's
-trials); the **judge** then decides whether it shows the requested digit (accuracy). The
-scorer and judge are different classifiers (:mod:`.evaluator`), so selection cannot make
+What this module is for: the backend's one measurement, :func:`measure_groups`, used by
+``incentive backend measure`` (:func:`measure`), ``incentive backend calibrate``
+(``provisioning.backend.calibration``) and ``incentive run`` (each user's requests) alike.
+
+A *group* (:class:`RequestGroup`) is ``samples`` requests under one setting (trials, BERs,
+seed): one user of the pipeline, or one point of a calibration sweep. Request ``i`` of a group
+asks for digit ``i mod 10``; its ``trials`` images start from the request's own seeded noise
+(``request_seed(seed, i)``), so a request's images do not depend on which other requests share
+its batch. Requests of all groups are packed into batches of at most :data:`BATCH_IMAGES`
+images (a request's trials stay together) and denoised together; every image is sent over the
+noisy link (8-bit pixels, bit flips at each BER from the request's own uniforms, so every BER
+sees the same images and the same random numbers, :mod:`.channel`); the *user* keeps the
+received image that the **scorer** rates highest for the requested digit (best-of-N, the
+provisioning paper's trials); the **judge** then decides whether it shows the requested digit.
+The scorer and judge are different classifiers (:mod:`.evaluator`), so selection cannot make
 accuracy trivially 1.
 
-Latency per request = wall-clock denoising + decoding of its ``trials`` images (CUDA
-synchronised) + transmission of their bits at ``link_rate_bps`` (0 when no rate is given).
-Tokens = patches of the output image; bits = 8 bits per pixel per image sent.
+Compute per request, at unit compute share: a batch's compute time is shared among its
+images, a request's is its images' share (``trials x`` the per-image time). On the CPU the
+compute time is this process's CPU time (``time.process_time``; run torch single-threaded), so
+other load on a shared machine stays out of it; on CUDA the synchronised wall-clock. Batching
+is what a server does with many requests, and it makes a measurement several times faster on
+a CPU than one request per call. Tokens = patches of the output image; bits = 8 bits per
+pixel per image sent.
 
 May import: numpy, torch, diffusers, ``market`` (errors, atomic IO).
 """
@@ -25,7 +37,7 @@ import numpy as np
 
 from market.errors import UserError
 
-from .channel import transmit_images
+from .channel import dequantise_unit, quantise_unit, transmit_images
 from .models import BackendModel
 from .sampling import generate, request_seed
 from .stats import bootstrap_mean_interval, wilson_interval
@@ -79,21 +91,23 @@ class MeasureResult:
     observed_ber : float
         ``bits_flipped / (bits * samples)``.
     latency_s : float
-        Mean per-request latency in seconds (compute + transmission).
+        Mean per-request latency in seconds: the request's wall-clock share of its batch
+        (denoising + decoding, batched as :func:`measure_groups` does) + transmission.
     latency_ci95 : (float, float)
         Percentile-bootstrap 95% interval of the mean latency.
     compute_s : float
-        Mean per-request denoising + decoding time in seconds.
+        Mean per-request denoising + decoding wall-clock seconds (its share of the batch).
     transmission_s : float
         Per-request transmission time at the link rate in seconds (0 without a rate).
     seconds_per_token : float
-        ``compute_s / tokens``: wall-clock compute seconds per output token of one request.
+        ``compute_s / (trials x tokens)``: wall-clock compute seconds per generated token.
     cpu_s : float or None
         Mean per-request CPU time of this process (``time.process_time``) during generation,
         on the CPU device only (``None`` on CUDA). On a shared machine wall-clock time
         includes waiting for a core; CPU time is the work itself.
     cpu_seconds_per_token : float or None
-        ``cpu_s / tokens``: the work per token at one full core (unit compute share).
+        ``cpu_s / (trials x tokens)``: the work per generated token at one full core (unit
+        compute share); the ASP profile's ``seconds_per_token`` on the CPU.
     images_per_s : float
         Generated images per second of compute (all trials).
     device : str
@@ -166,20 +180,276 @@ def validate_config(config: MeasureConfig, model: BackendModel) -> MeasureConfig
     return resolved
 
 
-def generate_requests(model: BackendModel, config: MeasureConfig):
-    """Generate every request's trials; yields ``(label, images, compute_seconds)`` per request."""
-    for index in range(config.samples):
-        label = index % (model.num_classes or 1)
-        labels = np.full(config.trials, label, dtype=np.int64)
-        cpu_start = time.process_time()
-        images, seconds = generate(model, labels, config.steps, request_seed(config.seed, index),
-                                   guidance_scale=config.guidance_scale)
-        yield index, label, images, seconds, time.process_time() - cpu_start
+#: Most images denoised in one backend call (requests are packed; a request's trials stay together).
+BATCH_IMAGES = 64
+
+
+@dataclass(frozen=True)
+class RequestGroup:
+    """``samples`` requests measured under one setting (one pipeline user, one calibration point).
+
+    Attributes
+    ----------
+    trials : int
+        Images per request; the scorer's best received one is kept (best-of-N).
+    samples : int
+        Requests; request ``i`` asks for digit ``i mod classes``.
+    seed : int
+        Request ``i`` draws its noise from ``request_seed(seed, i)`` and its bit flips from
+        ``default_rng([seed, i, 7])``.
+    bers : tuple of float
+        Bit error rates applied to the same images (common random numbers).
+    """
+
+    trials: int
+    samples: int
+    seed: int
+    bers: tuple = (0.0,)
+
+
+@dataclass
+class BerOutcome:
+    """What one group's requests gave at one BER.
+
+    Attributes
+    ----------
+    ber : float
+    correct : list of int
+        Per request: 1 when the judge assigns the kept image to the requested digit.
+    judged : list of int
+        Per request: the judge's label of the kept image.
+    quality : list of float
+        Per request: the scorer's probability of the requested digit for the kept image.
+    bits_flipped : int
+        Over all requests.
+    """
+
+    ber: float
+    correct: list
+    judged: list
+    quality: list
+    bits_flipped: int
+
+    @property
+    def accuracy(self) -> float:
+        """Share of correct requests."""
+        return float(np.mean(self.correct)) if self.correct else float("nan")
+
+    @property
+    def accuracy_ci95(self) -> tuple[float, float]:
+        """Wilson 95% interval of :attr:`accuracy`."""
+        return wilson_interval(int(sum(self.correct)), len(self.correct))
+
+
+@dataclass
+class GroupMeasurement:
+    """One group's measurement (:func:`measure_groups`).
+
+    Attributes
+    ----------
+    group : RequestGroup
+    labels : list of int
+        Requested digit per request.
+    outcomes : list of BerOutcome
+        One per ``group.bers``, in order.
+    correct_no_channel : list of int
+        Per request, judged on the images as generated (perfect link).
+    compute_s : list of float
+        Per request: compute seconds at unit compute (CPU time on the CPU, synchronised wall-clock
+        on CUDA), the request's share of its batch.
+    wall_s : list of float
+        Per request: its share of the batch's wall-clock seconds.
+    tokens : int
+        Tokens of one output image (patches).
+    bits_per_output : int
+        Bits of one output image (8-bit pixels).
+    steps : int
+        Denoising steps.
+    device : str
+    """
+
+    group: RequestGroup
+    labels: list
+    outcomes: list
+    correct_no_channel: list
+    compute_s: list
+    wall_s: list
+    tokens: int
+    bits_per_output: int
+    steps: int
+    device: str
+
+    @property
+    def mean_compute_s(self) -> float:
+        """Mean compute seconds per request at unit compute."""
+        return float(np.mean(self.compute_s))
+
+    def compute_ci95(self, seed: int = 0) -> tuple[float, float]:
+        """Percentile-bootstrap 95% interval of :attr:`mean_compute_s` over requests."""
+        if len(set(self.compute_s)) <= 1:
+            return (self.mean_compute_s, self.mean_compute_s)
+        return tuple(float(c) for c in bootstrap_mean_interval(self.compute_s, seed=seed))
+
+    @property
+    def seconds_per_token(self) -> float:
+        """Compute seconds per generated token at unit compute: ``compute / (trials x tokens)``."""
+        return self.mean_compute_s / (self.group.trials * self.tokens)
+
+
+def _batches(groups, max_images: int) -> list[list[tuple[int, int]]]:
+    """Pack every (group, request) pair, in order, into batches of at most ``max_images`` images."""
+    batches, current, images = [], [], 0
+    for g, group in enumerate(groups):
+        for i in range(group.samples):
+            if current and images + group.trials > max_images:
+                batches.append(current)
+                current, images = [], 0
+            current.append((g, i))
+            images += group.trials
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _generate_batch(model: BackendModel, groups, batch, labels_of, steps: int, guidance_scale):
+    """Images of one batch (each request from its own seeded noise) and (compute s, wall s)."""
+    import torch
+
+    from .sampling import denoise, initial_noise, synchronise
+
+    labels = np.concatenate([np.full(groups[g].trials, labels_of(g, i), dtype=np.int64) for g, i in batch])
+    if model.unet is None:  # a foreign pipeline: one call per request
+        parts, seconds = [], 0.0
+        cpu = time.process_time()
+        for g, i in batch:
+            images, sec = generate(model, labels[:groups[g].trials], steps, request_seed(groups[g].seed, i),
+                                   guidance_scale=guidance_scale)
+            parts.append(images)
+            seconds += sec
+        cpu = time.process_time() - cpu
+        return np.concatenate(parts), (seconds if str(model.device).startswith("cuda") else cpu), seconds
+    noise = torch.cat([initial_noise(model, groups[g].trials, request_seed(groups[g].seed, i)) for g, i in batch])
+    synchronise(model.device)
+    wall, cpu = time.perf_counter(), time.process_time()
+    x = denoise(model, noise, labels, steps, guidance_scale=guidance_scale)
+    images = x.clamp(-1, 1).float().cpu().numpy()
+    synchronise(model.device)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return images, (wall if str(model.device).startswith("cuda") else cpu), wall
+
+
+def _kept(scores: np.ndarray, trials: np.ndarray) -> np.ndarray:
+    """Index (into the batch) of each request's best-scored image (requests hold ``trials`` images in order)."""
+    starts = np.concatenate([[0], np.cumsum(trials)[:-1]])
+    return np.array([start + int(np.argmax(scores[start:start + n])) for start, n in zip(starts, trials)])
+
+
+def _judge_batch(images, batch, groups, trials, labels, evaluator, store) -> None:
+    """Channel, best-of-N selection and judging of one batch, vectorised over its requests.
+
+    Request ``i`` of group ``g`` flips its bits with its own uniforms ``default_rng([seed, i, 7])``
+    at each of its group's BERs (one uniform per bit; a bit flips where ``u < BER``), exactly as
+    ``provisioning.backend.channel.transmit_images`` does for one request. Without an
+    ``evaluator`` (a foreign pipeline) only the flipped bits are counted.
+    """
+    per_image = np.repeat(labels, trials)
+    if evaluator is not None:
+        kept = _kept(evaluator.score(images, per_image), trials)
+        verdict = evaluator.judge_labels(images[kept])
+        for (g, _), v, label in zip(batch, verdict, labels):
+            store[g]["clean"].append(int(v == label))
+    quantised = quantise_unit(images, -1.0, 1.0)
+    bits = np.unpackbits(quantised.reshape(-1))
+    bits_per_request = trials * (quantised[0].size * 8)
+    uniforms = np.concatenate([np.random.default_rng([groups[g].seed, i, 7]).random(int(n))
+                               for (g, i), n in zip(batch, bits_per_request)])
+    offsets = np.concatenate([[0], np.cumsum(bits_per_request)[:-1]])
+    for b in range(max(len(groups[g].bers) for g, _ in batch)):
+        ber = np.array([groups[g].bers[b] if b < len(groups[g].bers) else -1.0 for g, _ in batch])
+        mask = uniforms < np.repeat(ber, bits_per_request)
+        flipped = np.add.reduceat(mask, offsets)
+        if evaluator is not None:
+            received = dequantise_unit(np.packbits(bits ^ mask.astype(np.uint8)).reshape(quantised.shape), -1.0, 1.0)
+            scores = evaluator.score(received, per_image)
+            kept = _kept(scores, trials)
+            verdict = evaluator.judge_labels(received[kept])
+        for r, (g, _) in enumerate(batch):
+            if b < len(groups[g].bers):
+                out = store[g]["ber"][b]
+                out["flipped"] += int(flipped[r])
+                if evaluator is None:
+                    continue
+                out["quality"].append(float(scores[kept[r]]))
+                out["judged"].append(int(verdict[r]))
+                out["correct"].append(int(verdict[r] == labels[r]))
+
+
+def measure_groups(model: BackendModel, groups, *, steps: int | None = None, guidance_scale: float | None = None,
+                   evaluator=None, batch_images: int = BATCH_IMAGES, warmup: bool = True,
+                   progress=None) -> list[GroupMeasurement]:
+    """Measure every group's requests, batched across groups (the backend's one measurement).
+
+    Parameters
+    ----------
+    model : BackendModel
+    groups : sequence of RequestGroup
+    steps, guidance_scale : optional
+        Denoising steps and guidance (default: the model's).
+    evaluator : Evaluator, optional
+        Judge and scorer (default: the shipped ones; a model without classes is not judged).
+    batch_images : int
+        Most images per backend call.
+    warmup : bool
+        One untimed generation first (one-off start-up costs stay out of the timings).
+    progress : callable, optional
+        ``progress(requests_done)`` after each batch.
+
+    Returns
+    -------
+    list of GroupMeasurement
+        In the order of ``groups``.
+    """
+    groups = list(groups)
+    steps = int(model.default_steps if steps is None else steps)
+    classes = model.num_classes or 1
+    judged = model.num_classes is not None
+    if judged and evaluator is None:
+        from .evaluator import load_evaluator
+
+        evaluator = load_evaluator()
+    if warmup and groups:
+        generate(model, np.zeros(1, dtype=np.int64), min(steps, 2), seed=0, guidance_scale=guidance_scale)
+    labels_of = lambda g, i: i % classes  # noqa: E731
+    store = [{"labels": [], "compute": [], "wall": [], "clean": [],
+              "ber": [{"correct": [], "judged": [], "quality": [], "flipped": 0} for _ in group.bers]}
+             for group in groups]
+    done = 0
+    for batch in _batches(groups, max(1, int(batch_images))):
+        images, compute, wall = _generate_batch(model, groups, batch, labels_of, steps, guidance_scale)
+        trials = np.array([groups[g].trials for g, _ in batch])
+        labels = np.array([labels_of(g, i) for g, i in batch])
+        for (g, i), n in zip(batch, trials):
+            rec = store[g]
+            rec["labels"].append(labels_of(g, i))
+            rec["compute"].append(compute * n / len(images))
+            rec["wall"].append(wall * n / len(images))
+        _judge_batch(images, batch, groups, trials, labels, evaluator if judged else None, store)
+        done += len(batch)
+        if progress is not None:
+            progress(done)
+    device = device_name(model)
+    return [GroupMeasurement(
+        group=group, labels=rec["labels"],
+        outcomes=[BerOutcome(float(ber), o["correct"], o["judged"], o["quality"], int(o["flipped"]))
+                  for ber, o in zip(group.bers, rec["ber"])],
+        correct_no_channel=rec["clean"], compute_s=rec["compute"], wall_s=rec["wall"], tokens=int(model.tokens),
+        bits_per_output=int(model.bits), steps=steps, device=device) for group, rec in zip(groups, store)]
 
 
 def measure(model: BackendModel, config: MeasureConfig, bers: list[float] | None = None,
             evaluator=None) -> MeasureResult | list[MeasureResult]:
-    """Measure accuracy, tokens, bits and latency of ``model`` under ``config``.
+    """Measure accuracy, tokens, bits and latency of ``model`` under ``config`` (one group of
+    :func:`measure_groups`).
 
     Parameters
     ----------
@@ -202,70 +472,44 @@ def measure(model: BackendModel, config: MeasureConfig, bers: list[float] | None
     for b in ber_list:
         if not (math.isfinite(b) and 0 <= b <= 1):
             raise UserError(f"measure: ber must be in [0, 1], got {b!r}")
-    judged = model.num_classes is not None
-    if judged and evaluator is None:
-        from .evaluator import load_evaluator
+    group = RequestGroup(trials=int(config.trials), samples=int(config.samples), seed=int(config.seed),
+                         bers=tuple(ber_list))
+    (meas,) = measure_groups(model, [group], steps=config.steps, guidance_scale=config.guidance_scale,
+                             evaluator=evaluator, warmup=config.warmup)
+    return_list = [measure_result(meas, config, b) for b in range(len(ber_list))]
+    return return_list[0] if bers is None else return_list
 
-        evaluator = load_evaluator()
-    if config.warmup:
-        generate(model, np.zeros(config.trials, dtype=np.int64), min(config.steps, 2), seed=0,
-                 guidance_scale=config.guidance_scale)
-    bits_per_image = model.bits
-    bits = bits_per_image * config.trials
+
+def measure_result(meas: GroupMeasurement, config: MeasureConfig, index: int = 0) -> MeasureResult:
+    """The :class:`MeasureResult` of one BER of a group measurement (``backend measure``'s report)."""
+    judged = bool(meas.outcomes[index].correct)
+    out = meas.outcomes[index]
+    bits = meas.bits_per_output * meas.group.trials
     transmission = bits / config.link_rate_bps if config.link_rate_bps else 0.0
-    compute = []
-    cpu = []
-    labels = []
-    per_ber = {b: {"judged": [], "quality": [], "flipped": 0} for b in ber_list}
-    clean_correct = []
-    for index, label, images, seconds, cpu_seconds in generate_requests(model, config):
-        compute.append(seconds)
-        cpu.append(cpu_seconds)
-        labels.append(label)
-        uniforms = np.random.default_rng([config.seed, index, 7]).random(bits)
-        if judged:
-            kept = int(np.argmax(evaluator.score(images, np.full(len(images), label))))
-            clean_correct.append(int(evaluator.judge_labels(images[kept : kept + 1])[0] == label))
-        for b in ber_list:
-            rx = transmit_images(images, b, uniforms=uniforms)
-            per_ber[b]["flipped"] += rx.bits_flipped
-            if judged:
-                scores = evaluator.score(rx.values, np.full(len(images), label))
-                kept = int(np.argmax(scores))
-                per_ber[b]["quality"].append(float(scores[kept]))
-                per_ber[b]["judged"].append(int(evaluator.judge_labels(rx.values[kept : kept + 1])[0]))
-    compute_arr = np.asarray(compute)
-    on_cpu = str(model.device) == "cpu"
-    latency = compute_arr + transmission
-    results = []
-    for b in ber_list:
-        row = per_ber[b]
-        correct = [int(j == lab) for j, lab in zip(row["judged"], labels)]
-        resolved = asdict(config)
-        resolved["ber"] = b
-        results.append(MeasureResult(
-            accuracy=float(np.mean(correct)) if judged else None,
-            accuracy_ci95=wilson_interval(sum(correct), len(correct)) if judged else None,
-            accuracy_no_channel=float(np.mean(clean_correct)) if judged else None,
-            mean_quality=float(np.mean(row["quality"])) if judged else None,
-            tokens=model.tokens,
-            bits=bits,
-            bits_flipped=row["flipped"],
-            observed_ber=row["flipped"] / (bits * config.samples),
-            latency_s=float(latency.mean()),
-            latency_ci95=bootstrap_mean_interval(latency, seed=config.seed),
-            compute_s=float(compute_arr.mean()),
-            transmission_s=float(transmission),
-            seconds_per_token=float(compute_arr.mean() / model.tokens),
-            cpu_s=float(np.mean(cpu)) if on_cpu else None,
-            cpu_seconds_per_token=float(np.mean(cpu) / model.tokens) if on_cpu else None,
-            images_per_s=float(config.trials * config.samples / compute_arr.sum()),
-            device=device_name(model),
-            config=resolved,
-            per_request={"label": labels, "judged": row["judged"], "correct": correct,
-                         "quality": row["quality"], "latency_s": latency.tolist()},
-        ))
-    return results[0] if bers is None else results
+    compute = np.asarray(meas.compute_s)
+    wall = np.asarray(meas.wall_s)
+    latency = wall + transmission
+    on_cpu = not meas.device.startswith("cuda")
+    resolved = asdict(config)
+    resolved["ber"] = out.ber
+    return MeasureResult(
+        accuracy=out.accuracy if judged else None,
+        accuracy_ci95=out.accuracy_ci95 if judged else None,
+        accuracy_no_channel=float(np.mean(meas.correct_no_channel)) if judged else None,
+        mean_quality=float(np.mean(out.quality)) if judged else None,
+        tokens=meas.tokens, bits=bits, bits_flipped=out.bits_flipped,
+        observed_ber=out.bits_flipped / (bits * meas.group.samples),
+        latency_s=float(latency.mean()),
+        latency_ci95=bootstrap_mean_interval(latency, seed=config.seed) if len(set(latency.tolist())) > 1
+        else (float(latency.mean()),) * 2,
+        compute_s=float(wall.mean()), transmission_s=float(transmission),
+        seconds_per_token=float(wall.mean() / (meas.group.trials * meas.tokens)),
+        cpu_s=float(compute.mean()) if on_cpu else None,
+        cpu_seconds_per_token=float(compute.mean() / (meas.group.trials * meas.tokens)) if on_cpu else None,
+        images_per_s=float(meas.group.trials * meas.group.samples / max(wall.sum(), 1e-12)),
+        device=meas.device, config=resolved,
+        per_request={"label": meas.labels, "judged": out.judged, "correct": out.correct, "quality": out.quality,
+                     "latency_s": latency.tolist()})
 
 
 def quality_scores(model: BackendModel, labels, trials: int, steps: int | None = None, ber: float = 0.0,

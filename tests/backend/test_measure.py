@@ -16,7 +16,8 @@ def test_measure_fields_are_consistent(small_model, evaluator):
     assert res.transmission_s == pytest.approx(res.bits / 1e5)
     assert res.latency_s == pytest.approx(res.compute_s + res.transmission_s)
     assert res.latency_ci95[0] <= res.latency_s <= res.latency_ci95[1]
-    assert res.seconds_per_token == pytest.approx(res.compute_s / 16)
+    assert res.seconds_per_token == pytest.approx(res.compute_s / (2 * 16))  # per generated token
+    assert res.cpu_seconds_per_token == pytest.approx(res.cpu_s / (2 * 16))
     assert res.device == "cpu" and res.config["steps"] == 3
     assert len(res.per_request["correct"]) == 6 and res.accuracy == np.mean(res.per_request["correct"])
 
@@ -56,3 +57,20 @@ def test_default_model_meets_accuracy_goal():
     model = load_model(DEFAULT_MODEL, device="cpu")
     res = measure(model, MeasureConfig(samples=100))
     assert res.accuracy >= 0.85
+
+
+def test_a_request_does_not_depend_on_the_batch_it_shares(small_model, evaluator):
+    """measure_groups packs requests of several groups together; each request starts from its own
+    seeded noise and flips its bits with its own uniforms, so a group measured alone or packed with
+    another gives the same judgements (and the channel the same flipped bits)."""
+    from provisioning.backend.measurement import RequestGroup, measure_groups
+
+    mine = RequestGroup(trials=2, samples=5, seed=11, bers=(0.0, 0.05))
+    other = RequestGroup(trials=3, samples=4, seed=12, bers=(0.02,))
+    (alone,) = measure_groups(small_model, [mine], steps=2, evaluator=evaluator, warmup=False)
+    packed = measure_groups(small_model, [other, mine], steps=2, evaluator=evaluator, batch_images=8, warmup=False)
+    assert packed[1].labels == alone.labels
+    for a, b in zip(alone.outcomes, packed[1].outcomes):
+        assert a.judged == b.judged and a.bits_flipped == b.bits_flipped
+        np.testing.assert_allclose(a.quality, b.quality, rtol=1e-4, atol=1e-6)
+    assert packed[0].outcomes[0].bits_flipped > 0 and len(packed[0].compute_s) == 4

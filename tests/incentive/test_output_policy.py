@@ -241,3 +241,18 @@ def test_staging_under_the_policy_directly(tmp_path):
     assert (other / "thesis.txt").is_file()
     kept = [p for p in tmp_path.iterdir() if p.name.startswith("u.new-")]
     assert len(kept) == 1 and (kept[0] / "f").read_text() == "new"
+
+
+def test_an_overwrite_decision_never_outlives_its_command(scenario_file, tmp_path, capsys):
+    """``run --overwrite`` that stops on bad input leaves no permission behind for a later write."""
+    from incentive.outdir import staged_output_dir
+
+    out = tmp_path / "kept"
+    sentinel = _thesis(out)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[market]\nversion = 1\n")
+    assert main(["compare", str(bad), "--out", str(out), "--overwrite", "--no-trajectory"]) == 2
+    with pytest.raises(Exception, match="not empty"):
+        with staged_output_dir(out):
+            pass
+    assert sentinel.read_text() == "four years of work"

@@ -1,5 +1,5 @@
-"""``incentive run`` end to end on the CPU (--quick), its failure modes, and the calibrated-default
-tolerance check."""
+"""``incentive run`` end to end on the CPU (--quick), its failure modes, the headline ratio, batched
+slots at scale, and the default scenario's modelled-vs-measured check."""
 import csv
 import json
 import math
@@ -42,7 +42,7 @@ def _policy_args(tmp_path: Path) -> list[str]:
     return ["--policy", str(path)]
 
 
-def _scenario(tmp_path: Path, *, model: str, mus: int = 4, extra: str = "") -> Path:
+def _scenario(tmp_path: Path, *, model: str, mus: int = 4, extra: str = "", capacity: float = 10.0) -> Path:
     """One ASP with ``mus`` MUs: one full slot of 3 and a partial one when mus = 4."""
     text = f"""
 [market]
@@ -54,7 +54,7 @@ name = "edge"
 accuracy = 0.9
 seconds_per_token = 0.01
 max_tokens = 64.0
-compute_capacity = 10.0
+compute_capacity = {capacity}
 bandwidth_capacity = 2.0e7
 compute_cost = 0.01
 bandwidth_cost = 1.0e-9
@@ -65,13 +65,13 @@ model = "{model}"
 [[mu]]
 name = "u{m}"
 asp = "edge"
-tokens_requested = {16 + 8 * m}.0
-deadline_s = {1.0 + m}
+tokens_requested = {16 + 8 * (m % 4)}.0
+deadline_s = {1.0 + m % 7}
 payload_bits = 4096.0
 value_per_qoe = 5.0
 reward_min = 0.1
 reward_max = 4.0
-spectral_efficiency = {2.0 + m}
+spectral_efficiency = {2.0 + m % 5}
 {extra if m == 0 else ""}
 [mu.weights]
 accuracy = 0.4
@@ -96,7 +96,8 @@ def test_quick_end_to_end_run_writes_a_complete_report(tmp_path, capsys):
                  *_policy_args(tmp_path)])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "mean QoE modelled" in printed
+    assert "mean QoE modelled" in printed and printed.startswith("UNCALIBRATED")
+    assert "left out" in printed  # the headline ratio says which slots it leaves out
     for name in ("report.md", "result.json", "users.csv", "asps.csv", "slots.csv", "config.json",
                  "qoe_per_user.png", "resources_per_asp.png", "reward_vs_qoe.png"):
         assert (out / name).is_file(), name
@@ -128,6 +129,12 @@ def test_quick_end_to_end_run_writes_a_complete_report(tmp_path, capsys):
                     + w["timeliness"] * (1 - me["latency_s"] / u["deadline_s"]))
         assert u["measured"]["qoe"] == pytest.approx(expected, rel=1e-9)
         assert u["qoe_gap"] == pytest.approx(u["measured"]["qoe"] - u["modelled"]["qoe"], abs=1e-12)
+        # the market priced the user's trials: N generations of compute and N outputs sent
+        n = u["provisioning"]["trials"]
+        assert data["market"]["mus"][data["users"].index(u)]["latency_s"] == pytest.approx(
+            n * (u["modelled"]["tokens"] * 0.01 / u["compute"] + 4096.0 / u["link_rate_bps"]), rel=1e-9)
+    assert data["converged"] and data["summary"]["rounds"] == len(data["rounds"]) >= 1
+    assert data["schema_version"] == 2 and data["calibrated"] is False
     power = sum(u["provisioning"]["power_w"] for u in data["users"][:3])
     assert power <= data["slots"][0]["p_total_w"] * (1 + 1e-9)
     with (out / "users.csv").open() as handle:
@@ -135,8 +142,10 @@ def test_quick_end_to_end_run_writes_a_complete_report(tmp_path, capsys):
     assert len(rows) == 4 and float(rows[0]["qoe_modelled"]) == pytest.approx(data["users"][0]["modelled"]["qoe"])
     report = (out / "report.md").read_text()
     for heading in ("## Summary", "## Modelled vs measured QoE per user", "## Per ASP", "## Provisioning slots",
-                    "## Notes", "qoe_per_user.png"):
+                    "## Market <-> provisioning rounds", "## Notes", "qoe_per_user.png"):
         assert heading in report
+    first = report.splitlines()[0]
+    assert first.startswith("**UNCALIBRATED") and "incentive backend calibrate --base-scenario" in first
     assert "fewer than Q = 3 users" in report
     config = json.loads((out / "config.json").read_text())
     assert config["provision"] == provision and config["seed"] == 3
@@ -152,7 +161,8 @@ def test_partial_slot_can_be_padded_for_the_policy(tmp_path):
     data = json.loads((out / "result.json").read_text())
     (slot,) = data["slots"]
     assert slot["size"] == 2 and slot["padded"] and "padded" in slot["method"]
-    assert len(slot["trials"]) == 3 and slot["weights"][2] == 0.0  # the padding user weighs nothing
+    assert len(slot["oracle_trials"]) == 3 and slot["weights"][2] == 0.0  # the padding user weighs nothing
+    assert len(slot["trials"]) == 2  # its allocation is discarded
     assert len(data["users"]) == 2 and "padding users" in (out / "report.md").read_text()
 
 
@@ -181,6 +191,7 @@ def test_infeasible_market_is_a_clear_error_and_keeps_an_old_folder(tmp_path, ca
     out = tmp_path / "out"
     out.mkdir()
     (out / "report.md").write_text("previous run")
+    # --overwrite: the output check passes, so the market's infeasibility is what stops the run
     assert main(["run", str(scenario), "--out", str(out), "--quick", "--provision", "oracle", "--overwrite"]) == 2
     err = capsys.readouterr().err
     assert "infeasible" in err.lower() and "qoe_required" in err
@@ -214,39 +225,68 @@ def test_malformed_scenario_names_file_and_field(tmp_path, capsys):
 
 
 def test_interrupt_leaves_no_partial_folder(tmp_path, monkeypatch):
-    from incentive import pipeline
+    from incentive import measuring
 
     scenario = _scenario(tmp_path, model="digits-large", mus=2)
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "measure_user", interrupted)
+    monkeypatch.setattr(measuring, "measure_users", interrupted)
     out = tmp_path / "out"
     assert main(["run", str(scenario), "--out", str(out), "--quick", "--provision", "oracle"]) == 130
     assert not out.exists() and _leftovers(tmp_path) == []
 
 
-def test_calibrated_default_measured_qoe_within_tolerance(tmp_path):
-    """On the calibrated default scenario the market's modelled QoE predicts the measured one.
+def test_oracle_provisioning_headlines_no_policy_ratio(tmp_path, capsys):
+    scenario = _scenario(tmp_path, model=_fastest_shipped_model(), mus=3)
+    out = tmp_path / "out"
+    assert main(["run", str(scenario), "--out", str(out), "--samples", "1", "--provision", "oracle"]) == 0
+    printed = capsys.readouterr().out
+    assert "D3PG" not in printed
+    data = json.loads((out / "result.json").read_text())
+    assert data["summary"]["policy_vs_oracle"] is None
+    assert all(s["policy_utility"] is None and s["method"].startswith("oracle") for s in data["slots"])
+    assert "D3PG utility / oracle" not in (out / "report.md").read_text()
 
-    What is compared: the gap measured - modelled QoE of every user, after removing the *trials
-    shift* ``-w^T (N - 1) t_m / T_m``. The market prices one generation of latency ``t_m``; a user
-    whom provisioning gives ``N`` trials waits about ``N t_m`` (``N`` images computed and sent), so
-    its timeliness is lower by that amount. The shift is computed from the market's own figures,
-    not from the measurement, so removing it does not make the test easier to pass by
-    construction; the test also checks that users with one trial match without any shift.
 
-    Tolerance, per user m: ``w^A_m (h_meas + h_cal) + 0.06`` QoE, and 0.04 on the mean absolute
-    residual, where ``h_meas`` and ``h_cal`` are the half-widths of the 95% Wilson intervals of the
-    user's measured accuracy and of its ASP's calibrated accuracy. Why: after calibration the
-    market's accuracy, seconds per token, tokens and payload are the backend's own, so what is left
-    is (i) the binomial sampling error of the two accuracy estimates (the CI term); (ii) what the
-    market does not model besides the trials' latency: best-of-N raising accuracy by a few points
-    and bit errors of the link at the chosen power lowering it; (iii) the compute per image varying
-    with batch size and between runs, which moves only ``w^T dt / T``. Measured on this machine:
-    mean |residual| 0.016, largest 0.052. A wrong unit or scaling anywhere in the coupling (tokens,
-    bits, compute share, BER, trials) moves QoE by 0.1 to 1 and fails the test.
+def test_many_users_are_decided_in_batches_with_one_progress_line_per_stage(tmp_path, monkeypatch):
+    """60 MUs on one ASP: 20 slots decided by one batched policy call per round, no line per slot."""
+    from provisioning.agents.d3pg import D3PGPolicy
+
+    calls = []
+    original = D3PGPolicy.act_best_of_k
+
+    def counting(self, obs, *args, **kwargs):
+        calls.append(len(obs))
+        return original(self, obs, *args, **kwargs)
+
+    monkeypatch.setattr(D3PGPolicy, "act_best_of_k", counting)
+    scenario = _scenario(tmp_path, model=_fastest_shipped_model(), mus=60, capacity=2.0)
+    lines = []
+    from incentive.pipeline import PipelineConfig, run_pipeline
+
+    args = _policy_args(tmp_path)
+    result = run_pipeline(scenario, tmp_path / "out", PipelineConfig(samples=1, policy_path=args[1], progress=False),
+                          log=lines.append)
+    assert len(result.slots) == 20 and len(calls) == len(result.rounds) and all(c == 20 for c in calls)
+    assert len(lines) <= 6 + len(result.rounds), lines
+
+
+def test_default_scenario_is_calibrated_and_its_modelled_qoe_is_measured(tmp_path):
+    """The shipped default describes the shipped backend: on it, modelled and measured QoE agree.
+
+    What is compared: per user, the gap measured - modelled QoE, where the market has priced the
+    user's trials (best-of-N accuracy at the user's trials and BER from the default's measured
+    accuracy tables, N generations of compute and N outputs sent). What is left is (i) sampling:
+    the binomial error of the measured accuracy (40 requests here) and of the table cell, and the
+    compute-time interval, which the run reports as each user's ``qoe_gap_noise``; (ii) model error:
+    the machine's compute speed now against the calibration's (a shared machine's load moves the
+    CPU time per image by 10-30%, which moves ``w^T dt / T``), and the piecewise-linear reading of
+    the table between BERs. Tolerance: each user's gap within its noise + 0.08, the mean |gap|
+    within 0.05 (``make run``'s 120 requests per user give the done-when figures of
+    ``docs/pipeline.md``). A wrong unit or scaling in the coupling (tokens, bits, compute share,
+    BER, trials) moves QoE by 0.1 to 1 and fails it.
     """
     from provisioning.backend.models import MODEL_NAMES, MODELS_DIR
 
@@ -255,25 +295,12 @@ def test_calibrated_default_measured_qoe_within_tolerance(tmp_path):
         pytest.skip(f"backend models not shipped yet: {missing}")
     from incentive.pipeline import PipelineConfig, run_pipeline
 
-    config = PipelineConfig(provision="oracle", calibrate=True, samples=30, calibration_samples=60, seed=1)
-    result = run_pipeline(REPO / "scenarios" / "default.toml", tmp_path / "cal", config, log=lambda _m: None)
-    assert result.certified and result.calibration is not None
-    profiles = result.calibration["profiles"]
-    residuals = []
+    config = PipelineConfig(provision="oracle", samples=40, seed=1, progress=False)
+    result = run_pipeline(REPO / "scenarios" / "default.toml", tmp_path / "run", config, log=lambda _m: None)
+    assert result.certified and result.calibrated and result.converged
     for u in result.users:
-        me, trials = u["measurement"], u["provisioning"]["trials"]
-        h_meas = (me["accuracy_ci95"][1] - me["accuracy_ci95"][0]) / 2
-        cal = profiles[u["model"]]["accuracy_ci95"]
-        h_cal = (cal[1] - cal[0]) / 2
-        tolerance = u["weights"]["accuracy"] * (h_meas + h_cal) + 0.06
-        shift = -u["weights"]["timeliness"] * (trials - 1) * u["modelled"]["latency_s"] / u["deadline_s"]
-        assert u["trials_shift"] == pytest.approx(shift, abs=1e-12)
-        residual = u["qoe_gap"] - shift
-        assert math.isfinite(residual)
-        assert abs(residual) <= tolerance, (u["name"], trials, u["qoe_gap"], shift, tolerance)
-        if trials == 1:
-            assert abs(u["qoe_gap"]) <= tolerance
-        # tokens agree exactly after calibration (the market's max_tokens is the backend's output size)
-        assert u["modelled"]["tokens"] == pytest.approx(me["tokens"])
-        residuals.append(abs(residual))
-    assert sum(residuals) / len(residuals) <= 0.04
+        assert abs(u.qoe_gap) <= u.qoe_gap_noise + 0.08, (u.name, u.qoe_gap, u.qoe_gap_noise)
+        assert u.modelled.tokens == u.measurement["tokens"]
+    assert result.summary["mean_abs_qoe_gap"] <= 0.05
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert report.startswith("# incentive run: default")

@@ -12,7 +12,6 @@ from provisioning.scenario import (
     ProvisioningConfig,
     default_provisioning_scenario_path,
     load_provisioning_scenario,
-    provisioning_config_for_market,
     provisioning_config_from_dict,
     provisioning_scenarios_dir,
 )
@@ -114,25 +113,3 @@ def test_from_dict_names_source():
     assert info.value.file == "market.toml [provisioning]"
 
 
-def test_config_for_market_takes_weights_times_and_rates():
-    config = provisioning_config_for_market(
-        {"objective": {"qoe_weight": 3.0}},
-        user_weights=[1.0, 2.0, 0.5, 4.0],
-        time_per_trial_s=[0.5, 1.0, 2.0, 8.0],
-        link_rate_bps=3.0e7,
-        source="m.toml",
-    )
-    assert config.num_users == 4
-    assert config.objective.user_weights == (1.0, 2.0, 0.5, 4.0)
-    assert config.objective.qoe_weight == 3.0
-    assert config.latency.link_rate_bps == (3.0e7,) * 4
-    assert config.latency.seconds_per_trial()[0] == pytest.approx(0.5 + 3.0e6 / 3.0e7)
-    # 8.1 s per trial: N_max lowered so that N_max T < L_max = 60 s
-    assert config.max_trials * max(config.latency.seconds_per_trial()) < config.latency.max_latency_s
-    assert (config.max_trials + 1) * max(config.latency.seconds_per_trial()) >= config.latency.max_latency_s
-    with pytest.raises(ScenarioError) as info:
-        provisioning_config_for_market({"scenario": "nope"}, user_weights=[1.0], time_per_trial_s=1.0, source="m.toml")
-    assert info.value.field == "provisioning.scenario"
-    with pytest.raises(ScenarioError) as info:
-        provisioning_config_for_market({}, user_weights=[1.0, -1.0], time_per_trial_s=1.0, source="m.toml")
-    assert info.value.field == "objective.user_weights[1]"
