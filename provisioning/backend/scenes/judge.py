@@ -61,14 +61,18 @@ class JudgeTrainConfig:
 
     seed: int = 0
     """Seed of the training renders, initialisation and batches (held-out renders use seed + 1000)."""
-    train_images: int = 60_000
+    train_images: int = 24_000
     """Training renders from the prior."""
     heldout_images: int = 4_000
     """Held-out renders (never trained on) for the per-attribute accuracy."""
-    steps: int = 6000
+    steps: int = 2500
     """Optimiser steps (batch 128, AdamW 2e-3, cosine decay)."""
     batch_size: int = 128
     threads: int = 1
+    learning_rate: float = 2e-3
+    """Peak AdamW rate (one-cycle schedule)."""
+    init_from: str | None = None
+    """A judge.safetensors to continue from (fine-tuning on fresh renders), or None."""
 
 
 @dataclass
@@ -152,9 +156,14 @@ def train_judge(cfg: JudgeTrainConfig) -> dict:
     x_test, y_test = render_set(cfg.heldout_images, cfg.seed + 1000)
     render_cpu = time.process_time() - begin_cpu
     net = build_judge_net()
+    if cfg.init_from:
+        from safetensors.torch import load_file
+
+        net.load_state_dict({k: v.float() if v.dtype.is_floating_point else v
+                             for k, v in load_file(cfg.init_from).items()})
     torch.manual_seed(cfg.seed)
-    opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=cfg.steps, pct_start=0.1)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.learning_rate, total_steps=cfg.steps, pct_start=0.1)
     xt, yt = torch.as_tensor(x_train), torch.as_tensor(y_train)
     gen = torch.Generator().manual_seed(cfg.seed)
     net.train()
@@ -191,7 +200,9 @@ def train_judge(cfg: JudgeTrainConfig) -> dict:
         "train_cpu_s": round(time.process_time() - begin_cpu, 1), "render_cpu_s": round(render_cpu, 1),
         "train_wall_s": round(time.perf_counter() - begin_wall, 1),
         "config": asdict(cfg),
-        "command": f"nice -n 5 python -m provisioning.backend.scenes.train judge --seed {cfg.seed} --steps {cfg.steps}",
+        "command": f"nice -n 5 python -m provisioning.backend.scenes.train judge --seed {cfg.seed} --steps {cfg.steps} "
+                   f"--train-images {cfg.train_images} --learning-rate {cfg.learning_rate}"
+                   + (f" --init-from {cfg.init_from}" if cfg.init_from else ""),
     }
     atomic_write_json(JUDGE_DIR / "card.json", card)
     md = ["# Model card: scene-judge", ""] + [

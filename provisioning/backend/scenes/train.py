@@ -233,7 +233,8 @@ def train_generator(cfg: SceneTrainConfig, run_dir: Path, log=print) -> dict:
     return {"model": cfg.model, "step": step, "run_dir": str(run_dir), "stopped_by_signal": flag.stop}
 
 
-def export_generator(name: str, run_dir: Path, default_steps: int = 20, guidance_scale: float = 3.0) -> dict:
+def export_generator(name: str, run_dir: Path, default_steps: int = 20, guidance_scale: float = 3.0,
+                     out_dir: Path | None = None) -> dict:
     """Write the checkpoint's EMA weights in the shipped layout, with ``training.json`` and the loss curve."""
     import torch
     from diffusers.training_utils import EMAModel
@@ -248,7 +249,7 @@ def export_generator(name: str, run_dir: Path, default_steps: int = 20, guidance
     ema = EMAModel(unet.parameters())
     ema.load_state_dict(ckpt["ema"])
     ema.copy_to(unet.parameters())
-    out_dir = SCENE_MODELS_DIR / name
+    out_dir = Path(out_dir or SCENE_MODELS_DIR / name)
     save_scene_model(unet, name, out_dir, default_steps=default_steps, guidance_scale=guidance_scale)
     curve = [json.loads(line) for line in (run_dir / "loss.jsonl").read_text().splitlines() if line.strip()]
     _plot_curve(curve, out_dir / "loss_curve.png", name)
@@ -324,9 +325,13 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--run-dir", default=None)
     e.add_argument("--default-steps", type=int, default=20)
     e.add_argument("--guidance-scale", type=float, default=3.0)
+    e.add_argument("--out", default=None, help="folder (default: the shipped folder of the model)")
     j = sub.add_parser("judge", help="train the scene judge on renders")
     j.add_argument("--seed", type=int, default=0)
-    j.add_argument("--steps", type=int, default=6000)
+    j.add_argument("--steps", type=int, default=2500)
+    j.add_argument("--train-images", type=int, default=24_000)
+    j.add_argument("--learning-rate", type=float, default=2e-3)
+    j.add_argument("--init-from", default=None, help="judge.safetensors to fine-tune from")
     c = sub.add_parser("card", help="measure a shipped scene generator and write its card")
     c.add_argument("--model", choices=SCENE_MODEL_NAMES, required=True)
     c.add_argument("--samples", type=int, default=200)
@@ -339,12 +344,15 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(train_generator(cfg, run_dir, log=lambda m: print(m, flush=True)), indent=2))
     elif args.what == "export":
         run_dir = Path(args.run_dir or RUNS_DIR / args.model)
-        record = export_generator(args.model, run_dir, args.default_steps, args.guidance_scale)
+        record = export_generator(args.model, run_dir, args.default_steps, args.guidance_scale,
+                                  Path(args.out) if args.out else None)
         print(json.dumps({k: v for k, v in record.items() if k != "loss_curve"}, indent=2))
     elif args.what == "judge":
         from .judge import JudgeTrainConfig, train_judge
 
-        print(json.dumps(train_judge(JudgeTrainConfig(seed=args.seed, steps=args.steps)), indent=2))
+        cfg = JudgeTrainConfig(seed=args.seed, steps=args.steps, train_images=args.train_images,
+                               learning_rate=args.learning_rate, init_from=args.init_from)
+        print(json.dumps(train_judge(cfg), indent=2))
     elif args.what == "card":
         from .cards import write_generator_card
 
