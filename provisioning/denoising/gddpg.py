@@ -64,6 +64,12 @@ class GDDPGTrainer(D3PGTrainer):
                                                      weight_decay=config.weight_decay)
         learner.policy.critic = None  # the actor alone acts (one sample, no best-of-K)
 
+    def validation_policy(self):
+        """D3PG's seeded acting wrapper, labelled ``gddpg``."""
+        acting = super().validation_policy()
+        acting.name = "gddpg"
+        return acting
+
     def save_policy(self, path, metadata: dict) -> D3PGPolicy:
         from provisioning.evaluation import sampling_seed
 
