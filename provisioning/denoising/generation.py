@@ -17,8 +17,9 @@ Content", section 3.1.3, Algorithm 1). Two generators share one protocol:
 (generator identity, server prompt, device prompt, t0, t_k, BER level, seed), so it is computed
 once and kept in memory and (optionally) on disk as one ``.npy`` per key under
 ``<dir>/v<CACHE_VERSION>/<generator identity>/``, written atomically (``market.atomic``). The
-key is hashed with SHA-256 of its canonical JSON. A change of generation code must bump
-:data:`CACHE_VERSION` (old entries are then ignored, never deleted).
+key is hashed with SHA-256 of its canonical JSON. The scene generator's identity includes a digest of its weights and its guidance
+scale, so a retrained model never reads the old model's images; a change of generation code
+must bump :data:`CACHE_VERSION` (old entries are then ignored, never deleted).
 
 May import: numpy, torch (lazily), ``market`` (atomic IO), the public API of
 ``provisioning.backend.scenes`` and ``provisioning.backend.channel``.
@@ -94,13 +95,22 @@ class RenderingGenerator:
         return to_model_space(render(own, key.seed % 997)[None])[0].astype(np.float32)
 
 
+def weights_digest(model) -> str:
+    """First 12 hex digits of the SHA-256 of the UNet's parameters (a retrained model gets new cache entries)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.unet.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
 class SceneBackendGenerator:
     """The scene backend's UNet with the bit-flip link (CPU or CUDA)."""
 
     def __init__(self, model, guidance_scale: float | None = None):
         self.model = model
         self.guidance_scale = guidance_scale
-        self.identity = f"scenes-{model.name}-{model.card.get('weights_sha256', 'unversioned')[:12]}"
+        self.identity = f"scenes-{model.name}-{weights_digest(model)}-g{model.guidance_scale if guidance_scale is None else guidance_scale}"
 
     def generate(self, key: GenerationKey) -> np.ndarray:
         import torch
