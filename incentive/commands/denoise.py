@@ -44,6 +44,7 @@ def register(subparsers) -> None:
     e.add_argument("--train-steps", type=types.count(1, 10**7), default=3000)
     e.add_argument("--states", type=types.count(1, 10**5), default=20, help="held-out states (default 20)")
     e.add_argument("--out", default=None, help="write the JSON here (atomically)")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     e.set_defaults(func=_evaluate)
 
     t = sub.add_parser("train", help="train one learner and save its policy file")
@@ -52,12 +53,25 @@ def register(subparsers) -> None:
     t.add_argument("--steps", type=types.count(1, 10**7), default=3000)
     t.add_argument("--seed", type=types.seed, default=0)
     t.add_argument("--out", required=True, help="policy file to write (atomically)")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     t.set_defaults(func=_train)
 
     f = sub.add_parser("figures", help="Fig. 10: GA1/GA2 x two rendered images x 200 seeds (JSON + PNG)")
     f.add_argument("--out", default="runs/denoise-figures", help="output folder")
     f.add_argument("--seeds", type=types.count(2, 100000), default=200)
     f.set_defaults(func=_figures)
+
+
+def _check_out(args) -> None:
+    """A bad or existing ``--out`` fails before any work (existing files only with ``--overwrite``)."""
+    from pathlib import Path
+
+    from incentive.outdir import check_output_file
+    from market.errors import UserError
+
+    check_output_file(args.out)
+    if Path(args.out).exists() and not args.overwrite:
+        raise UserError(f"--out {args.out}: exists; pass --overwrite to replace it")
 
 
 def _setup(args):
@@ -85,9 +99,7 @@ def _evaluate(args) -> int:
     from provisioning.denoising.runs import CompareConfig, compare
 
     if args.out is not None:
-        from incentive.outdir import check_output_file
-
-        check_output_file(args.out)
+        _check_out(args)
     config, train, held, table = _setup(args)
     cfg = CompareConfig(policies=tuple(args.policy), seeds=args.seeds, train_steps=args.train_steps,
                         held_out_states=args.states)
@@ -106,12 +118,11 @@ def _evaluate(args) -> int:
 def _train(args) -> int:
     from pathlib import Path
 
-    from incentive.outdir import check_output_file
     from provisioning.agents.registry import get
     from provisioning.denoising.problem import DenoiseEnv
     from provisioning.denoising.runs import learner_overrides
 
-    check_output_file(args.out)
+    _check_out(args)
     config, train, _, table = _setup(args)
     spec = get(args.policy)
     trainer = spec.trainer_class()(DenoiseEnv(config, train, table, seed=args.seed),

@@ -50,3 +50,10 @@ def test_tiny_evaluate_writes_every_requested_policy(tmp_path, capsys):
         assert {"sum_qoe", "fraction_of_optimum", "threshold_violations"} <= set(row)
     assert result["policies"]["random"]["sum_qoe"]["n"] == 2
     assert result["policies"]["random"]["fraction_of_optimum"]["max"] <= 1.0 + 1e-9
+
+
+def test_existing_output_is_not_replaced_without_overwrite(tmp_path, capsys):
+    out = tmp_path / "result.json"
+    out.write_text("mine")
+    assert main(["denoise", "evaluate", "--generator", "render", "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err and out.read_text() == "mine"
