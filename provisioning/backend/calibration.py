@@ -70,8 +70,8 @@ class CalibrateConfig:
     """Best-of-N trials swept at each model's default steps (1 is always added)."""
     ber_grid: list[float] = field(default_factory=lambda: [0.0, 0.001, 0.003, 0.01, 0.03, 0.1])
     """Bit error rates (applied to the same generated images; 0 is always added)."""
-    samples: int = 200
-    """Requests per measurement."""
+    samples: int = 150
+    """Requests per measurement (``incentive run --calibrate`` uses the same default)."""
     seed: int = 0
     """Run seed (the point (model, steps, trials) uses ``derive_seed(seed, crc32(model), steps, trials)``)."""
     link_rate_bps: float | None = None
