@@ -267,7 +267,8 @@ def export_generator(name: str, run_dir: Path, default_steps: int = 20, guidance
         "hardware": _hardware(cfg.get("device")),
         "config": cfg,
         "command": f"nice -n 5 python -m provisioning.backend.scenes.train generator --model {name} "
-                   f"--max-steps {ckpt['step']} --seed {cfg['seed']} --run-dir {run_dir}",
+                   f"--max-steps {ckpt['step']} --seed {cfg['seed']} --batch-size {cfg['batch_size']} "
+                   f"--pool-size {cfg['pool_size']} --learning-rate {cfg['learning_rate']} --run-dir {run_dir}",
     }
     atomic_write_json(out_dir / "training.json", record)
     return record
