@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("incentive.commands.run", "end-to-end: market -> provisioning -> measured generation"),
     "stress": ("incentive.commands.stress", "stress-test an equilibrium: uniqueness, sensitivity, robustness"),
     "prompts": ("incentive.commands.prompts", "interactive prompt engineering: corpus, dataset D, GAIL, service rounds"),
+    "denoise": ("incentive.commands.denoise", "distributed denoising: G-DDPG, baselines and the exact optimum"),
 }
 
 
