@@ -15,14 +15,12 @@ plain-data form (it never imports ``incentive.pipeline``'s heavy dependencies).
 """
 from __future__ import annotations
 
-import csv
-import io
 import math
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from market.atomic import atomic_write_json, atomic_write_text
+from market.atomic import atomic_write_json, atomic_write_png, atomic_write_text, csv_text
 
 
 def _f(x: Any, spec: str = ".3f") -> str:
@@ -41,15 +39,6 @@ def _table(head: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
-
-
-def _csv(head: list[str], rows: list[list[Any]]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(head)
-    for row in rows:
-        writer.writerow(["" if v is None else v for v in row])
-    return buf.getvalue()
 
 
 # ----------------------------------------------------------------------------- CSV rows
@@ -155,8 +144,7 @@ def _plots(result, out: Path) -> list[str]:
     ax.legend(fontsize=8)
     fig.tight_layout()
     files.append("qoe_per_user.png")
-    fig.savefig(out / files[-1], dpi=110)
-    plt.close(fig)
+    atomic_write_png(out / files[-1], fig)
 
     # resource use per ASP (share of capacity)
     asps = result.asps
@@ -177,8 +165,7 @@ def _plots(result, out: Path) -> list[str]:
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     files.append("resources_per_asp.png")
-    fig.savefig(out / files[-1], dpi=110)
-    plt.close(fig)
+    atomic_write_png(out / files[-1], fig)
 
     # reward vs QoE scatter
     fig, ax = plt.subplots(figsize=(6.0, 4.5))
@@ -202,8 +189,7 @@ def _plots(result, out: Path) -> list[str]:
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     files.append("reward_vs_qoe.png")
-    fig.savefig(out / files[-1], dpi=110)
-    plt.close(fig)
+    atomic_write_png(out / files[-1], fig)
 
     return files
 
@@ -416,9 +402,9 @@ def write_report(result: dict, out_dir: str | Path) -> list[str]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = []
-    atomic_write_text(out / "users.csv", _csv(USER_COLUMNS, user_rows(result.users)))
-    atomic_write_text(out / "asps.csv", _csv(ASP_COLUMNS, [[a.get(c) for c in ASP_COLUMNS] for a in result.asps]))
-    atomic_write_text(out / "slots.csv", _csv(SLOT_COLUMNS, [_slot_row(s) for s in result.slots]))
+    atomic_write_text(out / "users.csv", csv_text(USER_COLUMNS, user_rows(result.users)))
+    atomic_write_text(out / "asps.csv", csv_text(ASP_COLUMNS, [[a.get(c) for c in ASP_COLUMNS] for a in result.asps]))
+    atomic_write_text(out / "slots.csv", csv_text(SLOT_COLUMNS, [_slot_row(s) for s in result.slots]))
     files += ["users.csv", "asps.csv", "slots.csv"]
     atomic_write_json(out / "config.json", result.config)
     files.append("config.json")

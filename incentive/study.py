@@ -15,8 +15,6 @@ May import: everything (``incentive`` is the top layer); nothing imports it.
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import os
@@ -26,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from market.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text, json_ready
+from market.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text, csv_text, json_ready, png_bytes
 from market.errors import UserError
 from market.model import Market
 from solvers.mechanisms import MECHANISMS, METRICS, mechanism_metrics, percent_change, run_mechanisms
@@ -136,14 +134,12 @@ def format_table(comparison: Comparison) -> str:
 
 def comparison_csv(comparison: Comparison) -> str:
     """CSV: one row per mechanism, a column per metric, then one per percentage change."""
-    buf = io.StringIO()
     keys = list(METRICS)
-    writer = csv.writer(buf)
-    writer.writerow(["mechanism"] + keys + [f"pct_change_{k}" for k in keys])
+    rows = []
     for name, row in comparison.metrics.items():
         pct = comparison.percent_vs.get(name, {k: 0.0 for k in keys})
-        writer.writerow([name] + [repr(float(row[k])) for k in keys] + [repr(float(pct[k])) for k in keys])
-    return buf.getvalue()
+        rows.append([name] + [repr(float(row[k])) for k in keys] + [repr(float(pct[k])) for k in keys])
+    return csv_text(["mechanism"] + keys + [f"pct_change_{k}" for k in keys], rows)
 
 
 # ----------------------------------------------------------------------------- plots
@@ -156,20 +152,12 @@ def _pyplot():
     return plt
 
 
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    return buf.getvalue()
-
-
 def _png_with_footer_legend(fig, handles, labels) -> bytes:
     """Lay out ``fig``, put one legend row below the panels, render it to PNG and close it."""
     fig.tight_layout()
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(labels), fontsize=9,
                frameon=False)
-    data = _png(fig)
-    _pyplot().close(fig)
-    return data
+    return png_bytes(fig)
 
 
 def plot_metrics(comparison: Comparison) -> bytes:
@@ -235,9 +223,7 @@ def plot_trajectory(comparison: Comparison, mu_names=None) -> bytes:
     else:
         right.set_axis_off()
     fig.tight_layout()
-    data = _png(fig)
-    plt.close(fig)
-    return data
+    return png_bytes(fig)
 
 
 def write_comparison(comparison: Comparison, out_dir: str | Path, *, mu_names=None) -> list[Path]:
@@ -508,7 +494,8 @@ def plot_sweep(rows: list[dict], axis: str) -> bytes:
         ax.grid(alpha=0.3)
     handles, labels = axes.ravel()[0].get_legend_handles_labels()
     seeds = sorted({r["seed"] for r in rows})
-    fig.suptitle(f"Sweep over the {SWEEP_AXES[axis].split(' (')[0]} (mean over seeds {seeds}, band = +/- 1 std)")
+    spread_words = f"mean over seeds {seeds}, band = +/- 1 std" if len(seeds) > 1 else f"seed {seeds[0]} only: n=1, no spread"
+    fig.suptitle(f"Sweep over the {SWEEP_AXES[axis].split(' (')[0]} ({spread_words})")
     return _png_with_footer_legend(fig, handles, labels)
 
 
@@ -516,16 +503,11 @@ def write_sweep(rows: list[dict], config: SweepConfig, out_dir: str | Path) -> l
     """``summary.json``, ``summary.csv`` and ``sweep_<axis>.png`` from the rows."""
     out = Path(out_dir)
     summary = sweep_summary(rows)
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["mechanism", "metric", config.axis, "mean", "std"])
-    for mech, ks in summary.items():
-        for k, d in ks.items():
-            for x, (mean, std) in d.items():
-                writer.writerow([mech, k, x, repr(mean), repr(std)])
+    csv_rows = [[mech, k, x, repr(mean), repr(std)]
+                for mech, ks in summary.items() for k, d in ks.items() for x, (mean, std) in d.items()]
     return [
         atomic_write_json(out / "summary.json", json_ready({"axis": config.axis, "summary": {
             m: {k: {str(x): v for x, v in d.items()} for k, d in ks.items()} for m, ks in summary.items()}})),
-        atomic_write_text(out / "summary.csv", buf.getvalue()),
+        atomic_write_text(out / "summary.csv", csv_text(["mechanism", "metric", config.axis, "mean", "std"], csv_rows)),
         atomic_write_bytes(out / f"sweep_{config.axis}.png", plot_sweep(rows, config.axis)),
     ]

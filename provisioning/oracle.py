@@ -41,7 +41,7 @@ For many users (``(2 N_max)^Q`` too large) :func:`oracle_allocation` switches to
 (dual) decomposition: it returns a feasible allocation, an upper bound (the dual value) and says
 whether the gap closed (``exact``).
 
-May import: numpy, ``provisioning.*``.
+May import: numpy, ``market.search`` (golden-section search), ``provisioning.*``.
 """
 from __future__ import annotations
 
@@ -51,6 +51,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from market.search import golden_max
 from provisioning.channel import ChannelParams, expected_ber, expected_ber_derivative
 from provisioning.qoe import evaluate_allocation, latency_factor
 from provisioning.quality import QualityModel, expected_max_std_normal
@@ -375,21 +376,11 @@ def _dual(config: ProvisioningConfig, state: State, options: _Options, table: Be
         lo, hi = 0.0, 1.0
         while per_user_best(hi)[1].sum() > p_total and hi < 1e30:
             hi *= 4.0
-        # minimise the convex dual function over [lo, hi] by golden-section search
-        ratio = (np.sqrt(5.0) - 1.0) / 2.0
-        a, b = lo, hi
-        c, d = b - ratio * (b - a), a + ratio * (b - a)
-        fc, fd = per_user_best(c)[2], per_user_best(d)[2]
-        for _ in range(120):
-            if fc <= fd:
-                b, d, fd = d, c, fc
-                c = b - ratio * (b - a)
-                fc = per_user_best(c)[2]
-            else:
-                a, c, fc = c, d, fd
-                d = a + ratio * (b - a)
-                fd = per_user_best(d)[2]
-        best_bound = min(fc, fd, per_user_best(0.0)[2])
+        # minimise the convex dual function over [lo, hi] (golden section on its negative)
+        _, best_negative, bracket_lo, bracket_hi = golden_max(
+            lambda x: np.array([-per_user_best(float(x[0]))[2]]), np.array([lo]), np.array([hi]), 120, return_bracket=True)
+        a, b = float(bracket_lo[0]), float(bracket_hi[0])
+        best_bound = min(-float(best_negative[0]), per_user_best(0.0)[2])
         candidates = []
         for shadow_price in (a, b, b * (1 + 1e-6), hi):
             ch, _, _ = per_user_best(shadow_price)

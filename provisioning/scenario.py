@@ -5,7 +5,7 @@ What this module is for
 One :class:`ProvisioningConfig` describes one ASP serving ``Q`` users (section V of the
 provisioning paper, with the settlements of ``docs/provisioning.md``): the objective weights of
 eq. (22), the latency model, the channel of section III-C, the simulated quality backend and the
-ranges the environment samples states from. It is read from ``scenarios/provisioning/*.toml``
+ranges the environment samples states from. It is read from ``provisioning/scenarios/*.toml``
 (:func:`load_provisioning_scenario`) or built from a plain dict (:func:`provisioning_config_from_dict`,
 which ``provisioning.coupling`` uses to derive one slot's problem from a market scenario). Every malformed value raises
 :class:`market.errors.ScenarioError` naming the file and the dotted field.
@@ -466,8 +466,10 @@ def load_provisioning_scenario(path: str | Path) -> ProvisioningConfig:
 
 
 def provisioning_scenarios_dir() -> Path:
-    """The folder holding the shipped provisioning scenarios (``scenarios/provisioning``)."""
-    return Path(__file__).resolve().parents[1] / "scenarios" / "provisioning"
+    """The folder holding the shipped provisioning scenarios: ``provisioning/scenarios``, package
+    data of this package, so it is found in an installed wheel as in a source checkout (where
+    ``scenarios/provisioning`` links to it)."""
+    return Path(__file__).resolve().parent / "scenarios"
 
 
 def default_provisioning_scenario_path() -> Path:

@@ -237,6 +237,13 @@ def _read_json(path: Path) -> Any:
         raise UserError(f"{path}: unreadable ({exc}); delete the run folder or choose another --out") from exc
 
 
+def _same(key: str, saved, mine) -> bool:
+    """Equal fields; scenario paths compare by the file they resolve to (a moved default or a link)."""
+    if key == "scenario" and saved is not None and mine is not None:
+        return saved == mine or Path(saved).resolve() == Path(mine).resolve()
+    return saved == mine
+
+
 def _prepare_run_dir(run_dir: Path, config: TrainConfig, spec: AgentSpec, learner_config, resume: bool) -> dict | None:
     """Check the folder; return the saved progress when resuming, else None (fresh folder)."""
     progress_path = run_dir / "progress.json"
@@ -246,7 +253,7 @@ def _prepare_run_dir(run_dir: Path, config: TrainConfig, spec: AgentSpec, learne
         saved = _read_json(run_dir / "train_config.json")
         mine = asdict(config)
         for key in ("agent", "seed", "scenario"):
-            if saved.get(key) != mine.get(key):
+            if not _same(key, saved.get(key), mine.get(key)):
                 raise UserError(
                     f"{run_dir}/train_config.json: field '{key}' is {saved.get(key)!r}, this run asks for {mine.get(key)!r}"
                 )

@@ -154,21 +154,11 @@ def uniform(market: Market, *, grid_points: int | None = None, polish_iterations
     i = int(np.argmax(values))
     best_level, best_value = float(grid[i]), float(values[i])
     a, b = grid[max(i - 1, 0)], grid[min(i + 1, grid_points - 1)]
-    golden = (np.sqrt(5.0) - 1.0) / 2.0
-    c, d = b - golden * (b - a), a + golden * (b - a)
-    fc, fd = total(c), total(d)
-    for _ in range(polish_iterations):
-        if fc >= fd:
-            b, d, fd = d, c, fc
-            c = b - golden * (b - a)
-            fc = total(c)
-        else:
-            a, c, fc = c, d, fd
-            d = a + golden * (b - a)
-            fd = total(d)
-    for level, value in ((c, fc), (d, fd)):
-        if value > best_value:
-            best_level, best_value = float(level), value
+    from market.search import golden_max  # the project's one golden-section search
+
+    level, value = golden_max(lambda x: np.array([total(float(x[0]))]), np.array([a]), np.array([b]), polish_iterations)
+    if value[0] > best_value:
+        best_level, best_value = float(level[0]), float(value[0])
     return _from_rewards(market, "uniform", market.clip_rewards(np.full(market.n_mus, best_level)),
                          f"common reward {best_level:.6g} (money per QoE) maximising total MU utility",
                          extra={"level": best_level})

@@ -49,9 +49,10 @@ def register(subparsers) -> None:
     c.add_argument("--out", default="runs/backend-calibration", help="output folder (resumes if it exists)")
     c.add_argument("--models", nargs="+", default=None, help="models (default: the three shipped)")
     c.add_argument("--steps", nargs="+", type=types.count(1, 1000), default=None, help="steps grid (default 2 5 10 20)")
-    c.add_argument("--trials", nargs="+", type=types.count(1, 1024), default=None, help="trials grid (default 1 2 4)")
-    c.add_argument("--ber", nargs="+", type=types.probability, default=None, help="BER grid (default 0 0.001 0.01 0.03 0.1)")
-    c.add_argument("--samples", type=types.count(1, 10**6), default=50)
+    c.add_argument("--trials", nargs="+", type=types.count(1, 1024), default=None, help="trials grid at the default steps (default 1..8)")
+    c.add_argument("--ber", nargs="+", type=types.probability, default=None, help="BER grid (default 0 0.001 0.003 0.01 0.03 0.1)")
+    c.add_argument("--samples", type=types.count(1, 10**6), default=150,
+                   help="requests per point (default 150, as `incentive run --calibrate`)")
     c.add_argument("--seed", type=types.seed, default=0)
     c.add_argument("--link-rate", type=types.number(0.0, 1e15, low_open=True), default=None)
     c.add_argument("--base-scenario", default=None, help="scenario whose ASPs (by `model`) get measured profiles")

@@ -45,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
+from market.atomic import atomic_write_png
 from market.errors import ScenarioError, UserError
 
 from .models import MODEL_NAMES
@@ -70,8 +71,8 @@ class CalibrateConfig:
     """Best-of-N trials swept at each model's default steps (1 is always added)."""
     ber_grid: list[float] = field(default_factory=lambda: [0.0, 0.001, 0.003, 0.01, 0.03, 0.1])
     """Bit error rates (applied to the same generated images; 0 is always added)."""
-    samples: int = 200
-    """Requests per measurement."""
+    samples: int = 150
+    """Requests per measurement (``incentive run --calibrate`` uses the same default)."""
     seed: int = 0
     """Run seed (the point (model, steps, trials) uses ``derive_seed(seed, crc32(model), steps, trials)``)."""
     link_rate_bps: float | None = None
@@ -451,8 +452,7 @@ def plot_calibration(rows: list[dict], out_dir: Path) -> list[Path]:
     ax.legend()
     fig.tight_layout()
     files.append(out_dir / "accuracy_vs_steps.png")
-    fig.savefig(files[-1], dpi=100)
-    plt.close(fig)
+    atomic_write_png(files[-1], fig)
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for m in models:
@@ -472,8 +472,7 @@ def plot_calibration(rows: list[dict], out_dir: Path) -> list[Path]:
     ax.legend(fontsize=7)
     fig.tight_layout()
     files.append(out_dir / "accuracy_vs_ber.png")
-    fig.savefig(files[-1], dpi=100)
-    plt.close(fig)
+    atomic_write_png(files[-1], fig)
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for m in models:
@@ -493,8 +492,7 @@ def plot_calibration(rows: list[dict], out_dir: Path) -> list[Path]:
     ax.legend(fontsize=7)
     fig.tight_layout()
     files.append(out_dir / "latency_vs_steps.png")
-    fig.savefig(files[-1], dpi=100)
-    plt.close(fig)
+    atomic_write_png(files[-1], fig)
     return files
 
 

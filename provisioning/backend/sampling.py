@@ -8,7 +8,7 @@ device can each run their part, paper 2's shared denoising), and it times itself
 synchronised. Noise is drawn on the CPU from a seeded ``torch.Generator`` and moved to the
 device, so the same seed gives the same start on any device.
 
-May import: numpy, torch, diffusers.
+May import: numpy, torch, diffusers, ``market.seeding``.
 """
 from __future__ import annotations
 
@@ -16,12 +16,14 @@ import time
 
 import numpy as np
 
+from market.seeding import derive_seed
+
 from .models import BackendModel
 
 
 def request_seed(seed: int, index: int) -> int:
-    """Independent 63-bit seed of request ``index`` under run seed ``seed``."""
-    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, dtype=np.uint64)[0] >> 1)
+    """Independent 63-bit seed of request ``index`` under run seed ``seed`` (:func:`market.seeding.derive_seed`)."""
+    return derive_seed(seed, index, bits=63)
 
 
 def initial_noise(model: BackendModel, count: int, seed: int):

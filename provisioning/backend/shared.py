@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from market.atomic import atomic_write_png
 from market.errors import UserError
 
 from .channel import transmit_latent
@@ -202,8 +203,7 @@ def plot_shared(rows: list[SharedDenoiseRow], out_dir, ber_for_grid: float | Non
         ax.legend(fontsize=8)
     fig.tight_layout()
     path = out_dir / "shared_accuracy_vs_ber.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    atomic_write_png(path, fig)
     files.append(path)
     ber = ber_for_grid if ber_for_grid is not None else min(bers, key=lambda x: abs(x - 0.03))
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -226,7 +226,6 @@ def plot_shared(rows: list[SharedDenoiseRow], out_dir, ber_for_grid: float | Non
         fig.colorbar(im, ax=ax)
     fig.tight_layout()
     path = out_dir / "shared_device2_grid.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    atomic_write_png(path, fig)
     files.append(path)
     return files

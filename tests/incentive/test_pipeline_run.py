@@ -279,7 +279,7 @@ def test_default_scenario_is_calibrated_and_its_modelled_qoe_is_measured(tmp_pat
     What is compared: per user, the gap measured - modelled QoE, where the market has priced the
     user's trials (best-of-N accuracy at the user's trials and BER from the default's measured
     accuracy tables, N generations of compute and N outputs sent). What is left is (i) sampling:
-    the binomial error of the measured accuracy (40 requests here) and of the table cell, and the
+    the binomial error of the measured accuracy (20 requests here) and of the table cell, and the
     compute-time interval, which the run reports as each user's ``qoe_gap_noise``; (ii) model error:
     the machine's compute speed now against the calibration's (a shared machine's load moves the
     CPU time per image by 10-30%, which moves ``w^T dt / T``), and the piecewise-linear reading of
@@ -295,7 +295,7 @@ def test_default_scenario_is_calibrated_and_its_modelled_qoe_is_measured(tmp_pat
         pytest.skip(f"backend models not shipped yet: {missing}")
     from incentive.pipeline import PipelineConfig, run_pipeline
 
-    config = PipelineConfig(provision="oracle", samples=40, seed=1, progress=False)
+    config = PipelineConfig(provision="oracle", samples=20, seed=1, progress=False)
     result = run_pipeline(REPO / "scenarios" / "default.toml", tmp_path / "run", config, log=lambda _m: None)
     assert result.certified and result.calibrated and result.converged
     for u in result.users:

@@ -113,3 +113,31 @@ def test_from_dict_names_source():
     assert info.value.file == "market.toml [provisioning]"
 
 
+
+
+def test_shipped_scenarios_are_package_data():
+    """Found inside the package (so an installed wheel has them), declared as package data, and
+    still reachable at scenarios/provisioning in a source checkout."""
+    import tomllib
+    from pathlib import Path
+
+    import provisioning
+
+    package = Path(provisioning.__file__).resolve().parent
+    assert provisioning_scenarios_dir() == package / "scenarios"
+    assert {p.stem for p in SHIPPED} >= {"paper-3users", "users-10", "users-50"}
+    root = package.parent
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text())
+    assert "scenarios/*.toml" in pyproject["tool"]["setuptools"]["package-data"]["provisioning"]
+    assert (root / "scenarios" / "provisioning" / "paper-3users.toml").resolve() == SHIPPED[0].parent.joinpath("paper-3users.toml")
+
+
+def test_resume_accepts_the_same_scenario_through_another_path(tmp_path):
+    """A run recorded with scenarios/provisioning/... resumes when given provisioning/scenarios/..."""
+    from provisioning.training import _same
+
+    link = tmp_path / "link.toml"
+    link.symlink_to(provisioning_scenarios_dir() / "paper-3users.toml")
+    assert _same("scenario", str(link), str(provisioning_scenarios_dir() / "paper-3users.toml"))
+    assert not _same("scenario", str(link), str(provisioning_scenarios_dir() / "users-10.toml"))
+    assert not _same("seed", 1, 2)
