@@ -100,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
     data["scenario_file"] = str(args.scenario)
     data["scenario_config"] = market_table(scenario.market)
     data["command_time_s"] = time.perf_counter() - started
+    from market.atomic import json_ready
+
+    data = json_ready(data)  # an unbounded certificate entry (inf KKT residual of a failed solve) is null
     if args.out:
         from market.atomic import atomic_write_json
 

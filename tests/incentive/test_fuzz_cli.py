@@ -396,3 +396,17 @@ def _remove(folder: Path) -> None:
     import shutil
 
     shutil.rmtree(folder, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- findings, kept as examples
+def test_nightly_finding_an_infinite_certificate_entry_is_written_as_null(tmp_path):
+    """Found by the nightly solve fuzz: an extreme in-range Shannon market whose unfinished solve
+    has an infinite KKT residual crashed the JSON writer (a traceback after solving). It must be
+    written (null for the unbounded entry) and labelled not converged, exit 1."""
+    scenario = Path(__file__).with_name("fuzz_finding_inf_certificate.toml")
+    result = tmp_path / "r.json"
+    code, out, err = run_cli(["solve", str(scenario), "--quiet", "--out", str(result), "--max-iterations", "1"])
+    assert code == 1, err
+    saved = json.loads(result.read_text())
+    assert saved["status"] != "converged" and saved["certificate"]["passed"] is False
+    assert saved["certificate"]["kkt_residual"] is None
