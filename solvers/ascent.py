@@ -40,7 +40,7 @@ import numpy as np
 
 from market.errors import UserError
 from market.model import Market
-from solvers.certificate import golden_max
+from market.search import golden_max
 
 SCHEDULES = ("auto", "jacobi", "gauss-seidel")
 

@@ -10,10 +10,10 @@ the bracket around each MU's best grid point. Each MU's utility is concave in it
 reward, so the final bracket also bounds its distance to its best response in reward. NashConv is the sum of regrets, exploitability the largest. Regrets are judged
 relative to each MU's utility scale theta_m * max QoE (see ``Market.utility_scale``).
 
-The polish is a vectorised golden-section search written here because scipy's bounded
+The polish is the vectorised golden-section search of ``market.search`` (written by hand because scipy's bounded
 scalar minimiser handles one MU at a time (a Python loop over 10,000 MUs) and
 ``scipy.optimize.elementwise.find_minimum`` needs a three-point bracket whose middle is
-lower than both ends, which a maximum at the edge of the box does not give.
+lower than both ends, which a maximum at the edge of the box does not give).
 
 May import: numpy and ``market``.
 """
@@ -26,8 +26,8 @@ import numpy as np
 from market.followers import DeviationSums, FollowerResponse, KKTResiduals, best_response, kkt_residuals
 from market.leaders import deviation_utility
 from market.model import Market
+from market.search import golden_max
 
-_GOLDEN = (np.sqrt(5.0) - 1.0) / 2.0
 
 
 @dataclass(frozen=True)
@@ -124,34 +124,6 @@ def regret_grid(market: Market, points: int, mus: np.ndarray | None = None) -> n
     v = np.linspace(0.0, 1.0, n_geo)[None, :]
     geo = lo * (hi / lo) ** v
     return np.sort(np.concatenate([lin, geo], axis=1), axis=1)
-
-
-def golden_max(fun, lo: np.ndarray, hi: np.ndarray, iterations: int, *, return_bracket: bool = False):
-    """Vectorised golden-section maximisation of ``fun`` ((M,) -> (M,)) on [lo, hi] per entry.
-
-    Returns (best point, best value), and with ``return_bracket`` also the final bracket
-    (a, b), which holds a maximiser of every unimodal (e.g. concave) ``fun``.
-    """
-    a, b = lo.copy(), hi.copy()
-    c = b - _GOLDEN * (b - a)
-    d = a + _GOLDEN * (b - a)
-    fc, fd = fun(c), fun(d)
-    for _ in range(iterations):
-        left = fc >= fd  # maximum in [a, d]
-        a = np.where(left, a, c)
-        b = np.where(left, d, b)
-        new_c = b - _GOLDEN * (b - a)
-        new_d = a + _GOLDEN * (b - a)
-        probe = np.where(left, new_c, new_d)
-        fp = fun(probe)
-        c_next = np.where(left, new_c, d)
-        d_next = np.where(left, c, new_d)
-        fc, fd = np.where(left, fp, fd), np.where(left, fc, fp)
-        c, d = c_next, d_next
-    best = np.where(fc >= fd, c, d)
-    if return_bracket:
-        return best, np.maximum(fc, fd), a, b
-    return best, np.maximum(fc, fd)
 
 
 #: MUs per chunk of the regret search: memory is O(chunk x grid points), not O(M x grid points).
