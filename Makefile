@@ -9,11 +9,12 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 SYSSTAMP := $(VENV)/.system-deps
+IMITSTAMP := $(VENV)/.imitation
 SCENARIO ?= scenarios/default.toml
 OUT ?= results/default
 PYTEST_ARGS ?=
 
-.PHONY: run test install system-deps bench clean
+.PHONY: run test install system-deps imitation bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +39,18 @@ $(SYSSTAMP): .ci/build_ipopt.sh | $(PY)
 
 system-deps: $(SYSSTAMP)
 
-install: $(STAMP) $(SYSSTAMP)
+# imitation 1.0.1 (GAIL for provisioning/prompting) pins stable-baselines3~=2.2.1 and gymnasium~=0.29;
+# a plain install would downgrade our stack, so it goes in without its dependencies (tensorboard,
+# which its adversarial module imports, comes from the `prompting` extra). Afterwards `pip check`
+# reports those pins and the extras we never import (datasets, optuna, sacred, seals, huggingface-sb3):
+# expected, see docs/prompts.md.
+$(IMITSTAMP): $(STAMP)
+	$(PIP) install --quiet --no-deps imitation==1.0.1
+	touch $(IMITSTAMP)
+
+imitation: $(IMITSTAMP)
+
+install: $(STAMP) $(SYSSTAMP) $(IMITSTAMP)
 
 run: install
 	$(VENV)/bin/incentive run $(SCENARIO) --out $(OUT)

@@ -10,6 +10,7 @@ copy to the CPU, CUDA-synchronised timing). Goal: overhead <= 10%.
 Usage::
 
     python bench/bench_backend.py [--model digits-large] [--batch 16] [--steps 20] [--repeats 7] [--device cpu|cuda]
+    python bench/bench_backend.py --model scenes-large [--batch 1 16] ...   (scene models: bench/bench_scenes.py)
 """
 from __future__ import annotations
 
@@ -21,6 +22,11 @@ import time
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a.startswith("scenes") for a in argv):  # prompt-conditioned scene models have their own loop
+        import bench_scenes
+
+        return bench_scenes.main(argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="digits-large")
     parser.add_argument("--batch", type=int, default=16)

@@ -38,6 +38,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "backend": ("incentive.commands.backend", "measure the diffusion backend (accuracy, tokens, latency)"),
     "run": ("incentive.commands.run", "end-to-end: market -> provisioning -> measured generation"),
     "stress": ("incentive.commands.stress", "stress-test an equilibrium: uniqueness, sensitivity, robustness"),
+    "prompts": ("incentive.commands.prompts", "interactive prompt engineering: corpus, dataset D, GAIL, service rounds"),
+    "denoise": ("incentive.commands.denoise", "distributed denoising: G-DDPG, baselines and the exact optimum"),
 }
 
 

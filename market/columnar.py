@@ -15,7 +15,8 @@ numpy arrays. The columnar scenario format (version :data:`COLUMNAR_VERSION`) is
 
 Validation is column-wise with the rules of ``market.scenario`` (one definition: the same
 field rules, the same cross-field rules, the same messages naming the file and the field,
-``mu[3].reward_max``). A columnar result is a folder with ``summary.json`` (status,
+``mu[3].reward_max``), and the physical ranges of ``market.bounds`` column-wise. A
+columnar result is a folder with ``summary.json`` (status,
 certificate, timings), ``mus.parquet`` and ``asps.parquet`` (:func:`write_result_tables`).
 
 pyarrow is imported lazily (it is the ``scale`` extra).
@@ -258,6 +259,56 @@ def _folder(path: Path) -> tuple[Path, Path]:
     return path / ASP_FILE, path / MU_FILE
 
 
+def plan_columnar_shards(path: str | Path) -> tuple[tuple, np.ndarray]:
+    """(ASP names, (M,) serving-ASP index per MU row), reading only the ``asp`` column
+    (dictionary-encoded: a few bytes per row). ``"auto"`` is refused: sharding by ASP needs
+    the association fixed in the file."""
+    pa, pc, _ = _pyarrow()
+    path = Path(path)
+    if not (path / MU_FILE).exists():
+        raise ScenarioError(f"a columnar scenario is a folder holding {ASP_FILE} and {MU_FILE}", file=path)
+    names = _read(path / ASP_FILE, columns=["name"]).column("name")
+    _first_duplicate(names, "asp", str(path / ASP_FILE))
+    asp_names = tuple(names.to_pylist())
+    asp_col = _read(path / MU_FILE, columns=["asp"]).column("asp")
+    index = pc.index_in(asp_col, value_set=pa.array(asp_names))
+    if index.null_count:
+        row = int(pc.index(pc.is_null(index), True).as_py())
+        value = asp_col[row].as_py()
+        message = ("is \"auto\": a sharded solve needs every MU's ASP fixed in the file" if value == "auto"
+                   else unknown_asp_message(value, asp_names))
+        raise ScenarioError(message, file=path / MU_FILE, field=f"mu[{row}].asp")
+    return asp_names, np.asarray(index.to_numpy(), dtype=np.intp)
+
+
+def load_columnar_shard(path: str | Path, asp_names, rows: np.ndarray) -> ColumnarScenario:
+    """The MUs of the ASPs ``asp_names`` only (Parquet filter on ``asp``: row groups of other
+    ASPs are skipped), validated with the same rules; ``rows`` are their global row numbers,
+    used in error messages."""
+    import re
+
+    pa, pc, _ = _pyarrow()
+    path = Path(path)
+    asp_path, mu_path = _folder(path)
+    wanted = pa.array(list(asp_names), pa.string())
+    try:
+        asp_table = _read(asp_path)
+        meta = _metadata(asp_table.schema, str(asp_path))
+        market = parse_market_table(json.loads(meta.get("aigc.market", "")), str(asp_path))
+        keep = pc.is_in(asp_table.column("name"), value_set=wanted)
+        asp_rows = np.flatnonzero(np.asarray(keep.to_numpy(zero_copy_only=False), dtype=bool))
+        asp_table = asp_table.filter(keep)
+        mu_table = _read(mu_path, filters=[("asp", "in", list(asp_names))])
+        cs = _validated(market, asp_table, mu_table, str(asp_path), str(mu_path), {}, str(path))
+    except ScenarioError as exc:  # shard-local row numbers -> the file's row numbers
+        table, global_rows = ("mu", rows) if exc.file == str(mu_path) else ("asp", asp_rows)
+        if exc.field and exc.field.startswith(f"{table}["):
+            exc = ScenarioError(exc.message, file=exc.file, field=re.sub(
+                rf"^{table}\[(\d+)\]", lambda g: f"{table}[{int(global_rows[int(g.group(1))])}]", exc.field))
+        raise exc from None
+    return cs
+
+
 def load_columnar(path: str | Path) -> ColumnarScenario:
     """Read and validate a columnar scenario folder (``NAME.parquet/``).
 
@@ -266,7 +317,6 @@ def load_columnar(path: str | Path) -> ColumnarScenario:
     ScenarioError
         Naming the file (``.../mus.parquet``) and the field (``mu[7].reward_max``).
     """
-    pa, pc, _ = _pyarrow()
     path = Path(path)
     if not path.exists():
         raise ScenarioError("file not found", file=path)
@@ -281,21 +331,24 @@ def load_columnar(path: str | Path) -> ColumnarScenario:
     except json.JSONDecodeError as exc:
         raise ScenarioError(f"schema metadata is not valid JSON ({exc})", file=asp_path, field="aigc.market") from None
     market = parse_market_table(market_doc, str(asp_path))
-    file_a = str(asp_path)
+    return _validated(market, asp_table, _read(mu_path), str(asp_path), str(mu_path), extra, str(path))
+
+
+def _validated(market, asp_table, mu_table, file_a: str, file_m: str, extra: dict, file: str) -> ColumnarScenario:
+    """Validate the two tables column-wise and build the :class:`ColumnarScenario`."""
+    pa, pc, _ = _pyarrow()
     _unknown_columns(asp_table, ASP_RULES, "asp", file_a)
     asp_names_col = _string_column(asp_table, next(r for r in ASP_RULES if r.field == "name"), "asp", file_a)
     models = _string_column(asp_table, next(r for r in ASP_RULES if r.field == "model"), "asp", file_a)
     asp_float = _float_columns(asp_table, ASP_RULES, "asp", file_a)
     _first_duplicate(asp_names_col, "asp", file_a)
     asp_names = tuple(asp_names_col.to_pylist())
-    mu_table = _read(mu_path)
-    file_m = str(mu_path)
     _metadata(mu_table.schema, file_m)
     _unknown_columns(mu_table, MU_RULES, "mu", file_m)
     names = _string_column(mu_table, MU_RULES[0], "mu", file_m)
     asp_col = _string_column(mu_table, MU_RULES[1], "mu", file_m)
     mu_float = _float_columns(mu_table, MU_RULES, "mu", file_m)
-    index = pc.index_in(asp_col, value_set=pa.array(asp_names))
+    index = pc.index_in(asp_col, value_set=pa.array(asp_names, pa.string()))
     auto = np.asarray(pc.equal(asp_col, "auto").to_numpy(zero_copy_only=False), dtype=bool)
     mu_asp = np.asarray(pc.fill_null(index, -1).to_numpy(), dtype=np.intp)
     known = (mu_asp >= 0) | auto
@@ -307,7 +360,7 @@ def load_columnar(path: str | Path) -> ColumnarScenario:
     return ColumnarScenario(market=market, asp_names=asp_names,
                             asp_models=models.to_pylist() if models is not None else [None] * len(asp_names),
                             asp_float=asp_float, mu_names=names.to_numpy(zero_copy_only=False), mu_asp=mu_asp,
-                            mu_float=mu_float, extra_tables=extra, file=str(path))
+                            mu_float=mu_float, extra_tables=extra, file=file)
 
 
 # ============================================================================ writing
@@ -374,9 +427,12 @@ class _staged_folder:
         os.replace(self.stage, self.target)
 
 
-def write_result_tables(folder: str | Path, mu_columns: dict, asp_columns: dict, metadata: dict | None = None) -> None:
+def write_result_tables(folder: str | Path, mu_columns: dict, asp_columns: dict, metadata: dict | None = None,
+                        *, part: int | None = None) -> None:
     """Write the per-MU and per-ASP result columns (numpy arrays or lists of str) as Parquet
-    into ``folder`` (an existing staging folder); non-finite numbers become nulls."""
+    into ``folder`` (an existing staging folder); non-finite numbers become nulls. With
+    ``part`` (a shard), they go to ``mus/part-K.parquet`` and ``asps/part-K.parquet``: one
+    Parquet dataset per table, which ``pyarrow.parquet.read_table(folder / "mus")`` reads whole."""
     pa, _, pq = _pyarrow()
     meta = {"aigc.format": "aigc-result-columnar", "aigc.version": str(COLUMNAR_VERSION),
             **{k: json.dumps(v) for k, v in (metadata or {}).items()}}
@@ -391,7 +447,11 @@ def write_result_tables(folder: str | Path, mu_columns: dict, asp_columns: dict,
     folder = Path(folder)
     for name, cols in ((MU_FILE, mu_columns), (ASP_FILE, asp_columns)):
         table = pa.table({k: column(v) for k, v in cols.items()}).replace_schema_metadata(meta)
-        pq.write_table(table, folder / name, row_group_size=ROW_GROUP_ROWS)
+        target = folder / name
+        if part is not None:
+            target = folder / name.split(".")[0] / f"part-{part:05d}.parquet"
+            target.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, target, row_group_size=ROW_GROUP_ROWS)
 
 
 def read_result_tables(folder: str | Path) -> tuple[dict, dict]:

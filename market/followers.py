@@ -538,10 +538,11 @@ class KKTResiduals:
         return max(self.primal, self.dual, self.complementarity, self.stationarity)
 
 
-def kkt_residuals(market: Market, response: FollowerResponse) -> KKTResiduals:
-    """Relative KKT residuals of ``response`` for every ASP's problem (any model variant)."""
-    mk, r = market, response.rewards
-    primal = dual = comp = stat = 0.0
+def kkt_residuals_per_asp(market: Market, response: FollowerResponse) -> dict[str, np.ndarray]:
+    """Relative KKT residuals of each ASP's problem: ``{"primal", "dual", "complementarity",
+    "stationarity"}`` -> (N,) arrays (the largest over both resources and the ASP's MUs)."""
+    mk, r, n = market, response.rewards, market.n_asps
+    out = {k: np.zeros(n) for k in ("primal", "dual", "complementarity", "stationarity")}
     with np.errstate(divide="ignore", invalid="ignore"):
         for name in ("compute", "bandwidth"):
             y = getattr(response, name)
@@ -549,11 +550,12 @@ def kkt_residuals(market: Market, response: FollowerResponse) -> KKTResiduals:
             unit = getattr(mk, f"{name}_cost")
             mult = getattr(response, f"{name}_multiplier")
             used = mk.per_asp_sum(y)
-            primal = max(primal, float(np.max(np.maximum(used - cap, 0.0) / cap, initial=0.0)),
-                         float(np.max(np.maximum(-y, 0.0) / cap[mk.mu_asp], initial=0.0)))
+            negative = np.zeros(n)
+            np.maximum.at(negative, mk.mu_asp, np.maximum(-y, 0.0) / cap[mk.mu_asp])
+            out["primal"] = np.maximum.reduce([out["primal"], np.maximum(used - cap, 0.0) / cap, negative])
             scale_n = np.maximum(np.abs(mult) + unit, 1e-300)
-            dual = max(dual, float(np.max(np.maximum(-mult, 0.0) / scale_n, initial=0.0)))
-            comp = max(comp, float(np.max(np.abs(mult * (cap - used)) / (scale_n * cap), initial=0.0)))
+            out["dual"] = np.maximum(out["dual"], np.maximum(-mult, 0.0) / scale_n)
+            out["complementarity"] = np.maximum(out["complementarity"], np.abs(mult * (cap - used)) / (scale_n * cap))
             if name == "compute":
                 need = mk.timeliness_compute_need
                 value = r * np.where(need > 0, need / y**2, 0.0)
@@ -566,5 +568,12 @@ def kkt_residuals(market: Market, response: FollowerResponse) -> KKTResiduals:
             denom = value + marginal_cost + np.abs(mult[mk.mu_asp])
             res = np.where(active, np.abs(lhs) / np.where(denom > 0, denom, 1.0), 0.0)
             res = np.where(np.isfinite(res), res, np.inf)
-            stat = max(stat, float(np.max(res, initial=0.0)))
-    return KKTResiduals(primal=primal, dual=dual, complementarity=comp, stationarity=stat)
+            np.maximum.at(out["stationarity"], mk.mu_asp, res)
+    return out
+
+
+def kkt_residuals(market: Market, response: FollowerResponse) -> KKTResiduals:
+    """Relative KKT residuals of ``response`` for every ASP's problem (any model variant):
+    the largest over the ASPs of :func:`kkt_residuals_per_asp`."""
+    per_asp = kkt_residuals_per_asp(market, response)
+    return KKTResiduals(**{k: float(np.max(v, initial=0.0)) for k, v in per_asp.items()})

@@ -28,6 +28,8 @@ MODEL_TIERS = (
 )
 PERSONALITIES = ("latency", "essay", "balanced")
 BITS_PER_TOKEN = 4096.0
+#: Deadlines are kept within the physical range of ``market.bounds`` (s).
+DEADLINE_RANGE_S = (1e-3, 1e6)
 
 
 def _round(x: float, digits: int = 4) -> float:
@@ -159,7 +161,9 @@ def generate_columnar(n_asps: int, n_mus: int, seed: int = 0, *, name: str | Non
         "weights.accuracy": w[:, 0], "weights.tokens": w[:, 1], "weights.timeliness": w[:, 2],
         "value_per_qoe": theta, "reward_min": _round_sig(0.02 * theta), "reward_max": _round_sig(0.9 * theta),
         "spectral_efficiency": eff, "distance_m": nan, "qoe_required": nan.copy(),
-        "tokens_requested": tokens, "deadline_s": _round_sig(fair * rng.uniform(slack_lo, slack_hi)),
+        # clipped to the physical range of market.bounds (a crowded server can push it beyond)
+        "tokens_requested": tokens, "deadline_s": np.clip(_round_sig(fair * rng.uniform(slack_lo, slack_hi)),
+                                                          DEADLINE_RANGE_S[0], DEADLINE_RANGE_S[1]),
         "payload_bits": bits,
     }
     labels = np.array(PERSONALITIES, dtype=object)[kind]

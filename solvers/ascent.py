@@ -22,7 +22,10 @@ An MU whose predicted gain is already below the stopping threshold does not move
 Stopping: when, for two rounds in a row, every MU's predicted gain of its full projected
 Newton step (local quadratic model, ignoring the trust radius) is below a tenth of the
 tolerance relative to its utility scale (or below a rigorous bound the estimator gives,
-e.g. a stencil that brackets a maximum of a concave utility); or when that figure has stalled for 25 rounds
+e.g. a stencil that brackets a maximum of a concave utility) AND the length of that step is
+below ``reward_tolerance`` (default :data:`REWARD_TOLERANCE`, 1e-5) of the MU's reward: regret
+is quadratic in the reward error, so the gain test alone leaves rewards about sqrt(tolerance)
+off; or when that figure has stalled for 25 rounds
 (it cannot fall further: e.g. a perturbation estimate at a kink). The certificate then
 judges the answer.
 
@@ -144,10 +147,10 @@ Estimator = Callable[[np.ndarray, np.ndarray, np.ndarray], Estimate]
 #: evaluate(rewards, mus, trial) -> U_m(trial_m, r_{-m}) for the MUs ``mus``.
 Evaluator = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
-#: Default reward step tolerance, relative to each MU's box width: an MU counts as settled only
+#: Default reward step tolerance, relative to each MU's reward: an MU counts as settled only
 #: when its projected Newton step is below it too (regret alone is quadratic in the reward
 #: error, so a 1e-6 regret pins a reward only to about 1e-3 of its box).
-REWARD_TOLERANCE = 1e-6
+REWARD_TOLERANCE = 1e-5
 ARMIJO = 1e-4
 STALL_ROUNDS = 25
 CALM_FRACTION = 0.1
@@ -238,7 +241,7 @@ def run_rounds(market: Market, estimate: Estimator, evaluate: Evaluator, *, tole
                 reach = np.where(np.isfinite(est.gain_bound), np.minimum(reach, pert[idx]), reach)
             # an MU already within the stopping threshold stays put: at a kink equilibrium a
             # needless small move would unsettle the other MUs of its ASP
-            settled = (gain <= CALM_FRACTION * tolerance * scale[idx]) & (reach <= reward_tolerance * width[idx])
+            settled = (gain <= CALM_FRACTION * tolerance * scale[idx]) & (reach <= reward_tolerance * ri)
             step = np.where(stationary | settled, 0.0, step)
             step = np.clip(ri + step, lo_i, hi_i) - ri
             # Armijo backtracking on the MU's own utility (others at the current profile)
@@ -278,7 +281,7 @@ def run_rounds(market: Market, estimate: Estimator, evaluate: Evaluator, *, tole
             # the round's figure: the relative gain, or the reward step scaled so that it meets
             # the same threshold exactly when the step is within reward_tolerance of the box
             figure = np.maximum(gain / scale[idx],
-                                CALM_FRACTION * tolerance * reach / np.maximum(reward_tolerance * width[idx], 1e-300))
+                                CALM_FRACTION * tolerance * reach / np.maximum(reward_tolerance * ri, 1e-300))
             worst = max(worst, float(np.max(figure, initial=0.0)))
             flipped = step * last_move[idx] < 0
             trust[idx] = np.where(flipped, np.maximum(0.5 * np.abs(last_move[idx]), pert_min[idx]),

@@ -4,8 +4,10 @@ What this module is for: :func:`certify` judges a reward profile independently o
 solver that produced it. Each MU's regret max_{r_m in box} U_m(r_m, r*_-m) - U_m(r*) is found
 by a global one-dimensional search that uses only follower responses (never a solver's
 gradient): a dense grid over the reward box (linear and geometric points), vectorised over
-all MUs with numpy, then a golden-section polish inside the bracket around each MU's best
-grid point. NashConv is the sum of regrets, exploitability the largest. Regrets are judged
+a chunk of MUs at a time with numpy (memory O(chunk x grid), not O(M x grid); the per-ASP
+sums the deviation formula needs are computed once), then a golden-section polish inside
+the bracket around each MU's best grid point. Each MU's utility is concave in its own
+reward, so the final bracket also bounds its distance to its best response in reward. NashConv is the sum of regrets, exploitability the largest. Regrets are judged
 relative to each MU's utility scale theta_m * max QoE (see ``Market.utility_scale``).
 
 The polish is a vectorised golden-section search written here because scipy's bounded

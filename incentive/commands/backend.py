@@ -4,6 +4,7 @@ Sub-commands::
 
     incentive backend measure [--model NAME] [--steps T] [--trials N] [--ber B] [--samples S]
                               [--seed X] [--guidance G] [--link-rate BPS] [--out FILE]
+                              [--prompt TEXT] [--intent TEXT] [--negative-prompt TEXT] [--list-models]
     incentive backend calibrate [--out DIR] [--models ...] [--steps ...] [--trials ...] [--ber ...]
                                 [--samples S] [--seed X] [--base-scenario FILE]
     incentive backend shared-denoise [--model NAME] [--t0 ...] [--tk ...] [--ber ...]
@@ -43,6 +44,9 @@ def register(subparsers) -> None:
     m.add_argument("--per-request", action="store_true", help="include per-request lists in the JSON")
     m.add_argument("--out", default=None, help="write the JSON report here (atomically)")
     m.add_argument("--threads", type=types.count(1, 1024), default=1, help="torch CPU threads (default 1)")
+    from provisioning.backend.scenes.cli import add_scene_arguments
+
+    add_scene_arguments(m)  # --prompt, --intent, --negative-prompt, --list-models (scenes-small, scenes-large)
     m.set_defaults(func=_measure)
 
     c = sub.add_parser("calibrate", help="sweep steps/trials/BER/model; write ASP profiles, quality tables, plots")
@@ -89,11 +93,20 @@ def _measure(args) -> int:
     from provisioning.backend.measurement import MeasureConfig, measure
     from provisioning.backend.models import load_model
 
+    from provisioning.backend.scenes import cli as scenes
+
+    if args.list_models:
+        print(json.dumps(scenes.list_models(), indent=2))
+        return 0
+    scenes.check_model_name(args.model)
     if args.out is not None:
         from incentive.outdir import check_output_file
 
         check_output_file(args.out)  # before measuring: a bad path must not cost the result
     _set_threads(args.threads)
+    if scenes.is_scene_model(args.model):
+        return scenes.measure_scene_command(args)
+    scenes.check_digits_arguments(args)
     model = load_model(args.model, device=args.device)
     cfg = MeasureConfig(model=args.model, steps=args.steps, trials=args.trials, ber=args.ber,
                         samples=args.samples, seed=args.seed, guidance_scale=args.guidance,

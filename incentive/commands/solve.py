@@ -37,6 +37,13 @@ def register(subparsers) -> None:
                    help="certificate tolerance, relative, in [1e-15, 1] (default 1e-6)")
     p.add_argument("--max-iterations", type=types.count(1, 10**7), default=None, help="iteration limit of the solver")
     p.add_argument("--list-solvers", action="store_true", help="list the registered solvers and exit")
+    p.add_argument("--executor", choices=("serial", "process", "ray"), default=None,
+                   help="columnar scenarios: solve and certify shard by shard (groups of ASPs; the game splits "
+                        "by ASP) on this executor; each worker reads its own shard and writes its part files")
+    p.add_argument("--workers", type=int, default=2, help="parallel workers for --executor (default 2)")
+    p.add_argument("--shards", type=int, default=None, help="number of shards (default: --workers)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="columnar --out folder: replace an existing non-empty folder (never done without it)")
     p.set_defaults(func=run)
 
 
@@ -58,16 +65,24 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--max-iterations must be >= 1, got {args.max_iterations}")
     from market.columnar import is_columnar
 
-    columnar = is_columnar(args.scenario)
+    args.out_plan = None
     if args.out is not None:  # before solving: a bad path must not cost the result
         from incentive.outdir import check_output_dir, check_output_file
 
-        if columnar:  # the result is a folder of tables
-            args.out = check_output_dir(args.out, command="solve", identity={"scenario": str(args.scenario)})
+        if is_columnar(args.scenario):
+            identity = {"scenario": os.path.abspath(args.scenario), "solver": args.solver,
+                        "tolerance": args.tolerance, "executor": args.executor}
+            args.out_plan = check_output_dir(args.out, command="solve", identity=identity,
+                                             overwrite=getattr(args, "overwrite", False))
         else:
             check_output_file(args.out)
     started = time.perf_counter()
-    if columnar:
+
+    if args.executor is not None:
+        if not is_columnar(args.scenario):
+            raise UserError("--executor needs a columnar scenario (NAME.parquet; see `incentive scenario convert`)")
+        return _run_sharded(args, started)
+    if is_columnar(args.scenario):
         return _run_columnar(args, started)
     scenario = load_scenario(args.scenario)
     solver = args.solver or scenario.market.solver
@@ -145,7 +160,7 @@ def _run_columnar(args: argparse.Namespace, started: float) -> int:
         from market.atomic import atomic_write_json
 
         tick = time.perf_counter()
-        with staged_output_dir(args.out) as stage:
+        with staged_output_dir(args.out_plan or args.out) as stage:
             mus, asps = result.to_columns()
             write_result_tables(stage, mus, asps, {"scenario": market.name})
             phases["write_tables_s"] = time.perf_counter() - tick
@@ -166,6 +181,45 @@ def _run_columnar(args: argparse.Namespace, started: float) -> int:
     except BrokenPipeError:
         sys.stdout = open(os.devnull, "w")
     return 0 if result.status == "converged" else 1
+
+
+def _run_sharded(args: argparse.Namespace, started: float) -> int:
+    """``incentive solve NAME.parquet --executor E [--workers W] [--shards S] [--out DIR]``."""
+    from market.errors import UserError
+    from solvers.decomposition import solve_sharded
+
+    if args.workers < 1 or (args.shards is not None and args.shards < 1):
+        raise UserError("--workers and --shards must be at least 1")
+    solver = args.solver or "dual-perturbation"
+    shards = args.shards or args.workers
+
+    def run(out):
+        return solve_sharded(args.scenario, shards=shards, executor=args.executor, workers=args.workers, out=out,
+                             solver=solver, tolerance=args.tolerance)
+
+    if args.out:
+        from incentive.outdir import staged_output_dir
+        from market.atomic import atomic_write_json
+
+        with staged_output_dir(args.out_plan or args.out) as stage:
+            result = run(stage)
+            summary = {"version": 1, "format": "columnar-sharded", "solver": solver,
+                       "scenario_file": str(args.scenario), **result.summary(),
+                       "command_time_s": time.perf_counter() - started}
+            atomic_write_json(stage / "summary.json", summary)
+    else:
+        result = run(None)
+        summary = {"version": 1, "format": "columnar-sharded", "solver": solver, "scenario_file": str(args.scenario),
+                   **result.summary(), "command_time_s": time.perf_counter() - started}
+    if args.json:
+        print(json.dumps(summary, indent=2, allow_nan=False, default=str))
+    elif not args.quiet:
+        c = summary["certificate"]
+        print(f"{args.scenario}: {summary['n_mus']} MUs, {summary['n_asps']} ASPs in {len(result.shards)} shards on "
+              f"{args.executor} x {args.workers}: status {summary['status'].upper()}, max relative regret "
+              f"{c['max_relative_regret']:.2e}, KKT {c['kkt_residual']:.1e}, wall {result.wall_s:.2f} s"
+              + (f"; written to {args.out}/ (summary.json, mus/, asps/)" if args.out else ""))
+    return 0 if result.passed else 1
 
 
 def _progress_printer():

@@ -118,6 +118,11 @@ register(AgentSpec(
     config_file="d3pg_config.json", policy_file="policy.safetensors", best_of_k=True,
     description="diffusion actor (DDPM over the action), twin critics, deterministic policy gradient",
 ))
+register(AgentSpec(
+    "gddpg", "provisioning.denoising.gddpg", "GDDPGTrainer", "D3PGConfig", "default_config", "load_policy",
+    config_file="gddpg_config.json", policy_file="policy.safetensors",
+    description="G-DDPG (distributed-denoising paper): the D3PG diffusion actor with one DDPG critic",
+))
 for _algorithm, _what in (
     ("ppo", "Stable-Baselines3 PPO (on-policy, clipped policy gradient)"),
     ("sac", "Stable-Baselines3 SAC (off-policy, maximum entropy)"),

@@ -138,3 +138,21 @@ def test_cli_columnar_solve_matches_toml(tmp_path):
     assert list(asps["name"]) == [a["name"] for a in ref["asps"]]
     bad = run("scenario", "check", str(tmp_path / "missing.parquet"))
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "missing.parquet" in bad.stderr
+
+
+@pytest.mark.parametrize("path,value", [
+    (("mu", 1, "deadline_s"), 1e-300),
+    (("asp", 1, "compute_capacity"), 5e-324),
+    (("mu", 2, "value_per_qoe"), 1e300),
+])
+def test_physical_ranges_same_as_toml(tmp_path, path, value):
+    doc = base_doc()
+    if path[-1] == "value_per_qoe":
+        doc["mu"][2]["reward_max"] = doc["mu"][2]["reward_min"] = 1.0
+    _set(doc, path, value)
+    with pytest.raises(ScenarioError) as toml_error:
+        Scenario.from_dict(doc, file="x")
+    with pytest.raises(ScenarioError) as columnar_error:
+        load_columnar(write_document_as_parquet(doc, tmp_path / "bad.parquet"))
+    assert (columnar_error.value.field, columnar_error.value.message) == (toml_error.value.field,
+                                                                          toml_error.value.message)

@@ -1,0 +1,304 @@
+"""The distributed-denoising allocation problem (eqs. (21)-(24), reward (27)), its environment and optimum.
+
+What this module is for: Du et al., "User-Centric Interactive AI for Distributed Diffusion
+Model-based AI-Generated Content", sections 3.3 and 4.3. One server and ``K`` devices; the server
+runs ``t0`` steps under the server prompt (user 1's), sends the latent to device ``k`` at power
+``P_k`` (dBW), and device ``k`` runs ``t_k`` steps under its own prompt. Constraints:
+``delta_k t_k <= E_k`` (22), ``Q_k >= Q_th`` (23), ``delta_0 t0 + beta sum_k P_k <= E_T`` (24).
+The reward is eq. (27) with its threshold term read as ``max(0, Q_th - Q_k)`` (the printed
+``max(0, Q_k - Q_th)`` would penalise meeting the threshold; a typo).
+
+Choices the paper leaves open (``docs/denoising.md``):
+
+- ``P_k`` is in dBW on a discrete grid and enters (24) as ``beta P_k[dBW]``, which is what the
+  paper's numbers imply (``beta = 0.1``, ``E_T = 20``, powers 18 and 21 dBW in Fig. 12);
+- the link's BER is the average BPSK BER under Fisher-Snedecor F fading (m = 2, m_s = 1.5,
+  Fig. 11) at mean SNR ``g_k 10^(P_k/10)``, where ``g_k`` (mean SNR per watt, part of the state)
+  is drawn per episode; it is rounded UP to the next level of ``ber_levels`` (never optimistic)
+  so that generations can be cached;
+- the QoE's stochastic part is seeded by the generation key and the user, so a (state, action)
+  pair has one reward, and the optimum is exact for that reward.
+
+Environment: one decision per episode (a contextual bandit), action ``[-1, 1]^(1 + 2K)`` decoded
+to grid indices of ``t0``, each ``t_k`` and each power level (every action is on the grid).
+Observation (eq. (26)): per user the five traits, per-attribute agreement of its prompt with the
+server prompt, ``delta_k``, ``E_k``, ``g_k`` in dB (scaled); then ``delta_0``, ``E_T``, ``Q_th``.
+The exact optimum (:func:`optimum`) enumerates the whole grid: the reward separates over devices
+once ``t0`` and the power vector are fixed, so it takes the best ``t_k`` per device for each
+(t0, power vector) instead of the product over devices (same maximum, proven by the tests
+against brute force).
+
+May import: numpy, gymnasium, ``provisioning.channel``, this package, ``market`` (errors).
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import gymnasium as gym
+import numpy as np
+
+from provisioning.channel import fisher_snedecor_ber
+
+from .evaluators import Personality, make_evaluator, measure_properties
+from .generation import GenerationCache, GenerationKey
+
+
+@dataclass(frozen=True)
+class User:
+    """A device's user: name, prompt and Big Five personality."""
+
+    name: str
+    prompt: str
+    personality: Personality
+
+
+@dataclass
+class DenoiseConfig:
+    """The problem's constants (defaults: the paper's Fig. 11 caption where it gives them)."""
+
+    devices: int = 3
+    t0_grid: tuple = (0, 2, 4, 6, 8)
+    """Server steps to choose from."""
+    tk_grid: tuple = (2, 4, 6, 8, 10)
+    """Device steps to choose from."""
+    power_levels_dbw: tuple = (12.0, 15.0, 18.0, 21.0, 24.0)
+    ber_levels: tuple = (0.0, 0.005, 0.01, 0.03, 0.06, 0.1, 0.15, 0.5)
+    server_energy_per_step: float = 0.5
+    """delta_0."""
+    device_energy_per_step: float = 1.0
+    """delta_k (all devices)."""
+    device_budget: float = 8.0
+    """E_k."""
+    server_budget: float = 20.0
+    """E_T."""
+    power_energy: float = 0.1
+    """beta (energy per dBW)."""
+    qoe_threshold: float = 0.6
+    penalty_device: float = 1.0
+    """lambda_1."""
+    penalty_threshold: float = 1.0
+    """lambda_2."""
+    penalty_server: float = 1.0
+    """lambda_3."""
+    fading_m: float = 2.0
+    shadowing_m: float = 1.5
+    gain_db_range: tuple = (-16.0, -4.0)
+    """Mean SNR per watt g_k drawn uniformly in this dB range per episode."""
+    evaluator: str = "big-five"
+    noise_seeds: int = 4
+    """Initial-noise seeds a state draws from: generations repeat across episodes (cache hits)."""
+
+
+@dataclass
+class DenoiseState:
+    """One episode's context: the K users (user 0 is the server prompt's), gains and seed."""
+
+    users: list
+    gain_db: np.ndarray
+    seed: int
+    """The generation (initial noise) seed, one of ``config.noise_seeds``."""
+
+    @property
+    def server_prompt(self) -> str:
+        return self.users[0].prompt
+
+
+@dataclass
+class Allocation:
+    """Grid indices of one decision: ``t0``, ``t_k`` and power level per device."""
+
+    t0_index: int
+    tk_index: tuple
+    power_index: tuple
+
+
+def link_ber(config: DenoiseConfig, gain_db: float, power_dbw: float) -> float:
+    """The BER level of a link: F-fading average BER rounded up to ``config.ber_levels``."""
+    ber = float(fisher_snedecor_ber(10 ** ((gain_db + power_dbw) / 10), config.fading_m, config.shadowing_m))
+    levels = np.asarray(config.ber_levels)
+    return float(levels[np.searchsorted(levels, ber - 1e-12)]) if ber <= levels[-1] else float(levels[-1])
+
+
+class QoETable:
+    """Evaluator QoE of device images, through the generation cache; one per problem."""
+
+    def __init__(self, config: DenoiseConfig, cache: GenerationCache, judge):
+        self.config = config
+        self.cache = cache
+        self.judge = judge
+        self._qoe: dict = {}
+        self.lookups = 0
+
+    def stats(self) -> dict:
+        """The image cache's counters and the share of QoE lookups that generated nothing."""
+        images = self.cache.stats()
+        return {**images, "qoe_lookups": self.lookups, "distinct_qoe_values": len(self._qoe),
+                "share_of_lookups_without_generation": 1 - images["generated"] / self.lookups if self.lookups else None}
+
+    def qoe(self, state: DenoiseState, requests: list) -> np.ndarray:
+        """QoE of ``requests`` = [(device k, t0, t_k, ber)] in ``state``, batched through the judge."""
+        self.lookups += len(requests)
+        keys = [GenerationKey(state.server_prompt, state.users[k].prompt, int(t0), int(tk), float(ber), state.seed)
+                for k, t0, tk, ber in requests]
+        todo = [i for i, key in enumerate(keys) if (key, requests[i][0]) not in self._qoe]
+        if todo:
+            images = np.stack([self.cache.image(keys[i]) for i in todo])
+            own = [keys[i].device_prompt for i in todo]
+            other = [keys[i].server_prompt if keys[i].t0 > 0 else None for i in todo]
+            props = measure_properties(self.judge, images, own, other)
+            for j, i in enumerate(todo):
+                k = requests[i][0]
+                one = type(props)(**{name: v[j:j + 1] for name, v in props.__dict__.items()})
+                ev = make_evaluator(self.config.evaluator, state.users[k].personality)
+                seed = int(keys[i].digest(str(k))[:8], 16)
+                self._qoe[(keys[i], k)] = float(ev.qoe(one, images[j:j + 1], own[j:j + 1], other[j:j + 1], [seed])[0])
+        return np.array([self._qoe[(key, req[0])] for key, req in zip(keys, requests)])
+
+
+@dataclass
+class Outcome:
+    """The reward of one decision and its parts."""
+
+    reward: float
+    qoe: np.ndarray
+    t0: int
+    tk: np.ndarray
+    power_dbw: np.ndarray
+    ber: np.ndarray
+    device_excess: np.ndarray
+    threshold_shortfall: np.ndarray
+    server_excess: float
+
+    @property
+    def sum_qoe(self) -> float:
+        return float(self.qoe.sum())
+
+    @property
+    def threshold_violations(self) -> int:
+        return int((self.threshold_shortfall > 0).sum())
+
+
+def outcome(config: DenoiseConfig, table: QoETable, state: DenoiseState, alloc: Allocation) -> Outcome:
+    """Eq. (27) for one allocation."""
+    t0 = int(config.t0_grid[alloc.t0_index])
+    tk = np.array([config.tk_grid[i] for i in alloc.tk_index])
+    power = np.array([config.power_levels_dbw[i] for i in alloc.power_index], dtype=float)
+    ber = np.array([link_ber(config, g, p) if t0 > 0 else 0.0 for g, p in zip(state.gain_db, power)])
+    qoe = table.qoe(state, [(k, t0, tk[k], ber[k]) for k in range(config.devices)])
+    device_excess = np.maximum(0.0, config.device_energy_per_step * tk - config.device_budget)
+    shortfall = np.maximum(0.0, config.qoe_threshold - qoe)
+    server_excess = max(0.0, config.server_energy_per_step * t0 + config.power_energy * power.sum() - config.server_budget)
+    reward = (qoe.sum() - config.penalty_device * device_excess.sum() - config.penalty_threshold * shortfall.sum()
+              - config.penalty_server * server_excess)
+    return Outcome(float(reward), qoe, t0, tk, power, ber, device_excess, shortfall, server_excess)
+
+
+def optimum(config: DenoiseConfig, table: QoETable, state: DenoiseState) -> tuple[Allocation, Outcome]:
+    """The exact best allocation of ``state`` over the whole grid (see the module docstring)."""
+    K, L = config.devices, len(config.power_levels_dbw)
+    best = None
+    for i0, t0 in enumerate(config.t0_grid):
+        # per device and power level: the best device-separable reward part and its t_k index
+        part = np.zeros((K, L))
+        arg = np.zeros((K, L), dtype=int)
+        for k in range(K):
+            for p, power in enumerate(config.power_levels_dbw):
+                ber = link_ber(config, state.gain_db[k], power) if t0 > 0 else 0.0
+                q = table.qoe(state, [(k, t0, tk, ber) for tk in config.tk_grid])
+                tk = np.asarray(config.tk_grid, dtype=float)
+                value = (q - config.penalty_device * np.maximum(0.0, config.device_energy_per_step * tk - config.device_budget)
+                         - config.penalty_threshold * np.maximum(0.0, config.qoe_threshold - q))
+                arg[k, p] = int(np.argmax(value))
+                part[k, p] = value[arg[k, p]]
+        for powers in itertools.product(range(L), repeat=K):
+            total = sum(part[k, p] for k, p in enumerate(powers)) - config.penalty_server * max(
+                0.0, config.server_energy_per_step * t0
+                + config.power_energy * sum(config.power_levels_dbw[p] for p in powers) - config.server_budget)
+            if best is None or total > best[0] + 1e-12:
+                best = (total, Allocation(i0, tuple(int(arg[k, p]) for k, p in enumerate(powers)), tuple(powers)))
+    alloc = best[1]
+    return alloc, outcome(config, table, state, alloc)
+
+
+def decode_action(config: DenoiseConfig, action) -> Allocation:
+    """``[-1, 1]^(1 + 2K)`` -> grid indices (bins of equal width; every action is legal)."""
+    a = np.clip(np.asarray(action, dtype=float).ravel(), -1.0, 1.0)
+    K = config.devices
+
+    def index(x: float, n: int) -> int:
+        return int(min(n - 1, np.floor((x + 1.0) / 2.0 * n)))
+
+    return Allocation(index(a[0], len(config.t0_grid)),
+                      tuple(index(a[1 + k], len(config.tk_grid)) for k in range(K)),
+                      tuple(index(a[1 + K + k], len(config.power_levels_dbw)) for k in range(K)))
+
+
+def encode_allocation(config: DenoiseConfig, alloc: Allocation) -> np.ndarray:
+    """The bin centres of an allocation (inverse of :func:`decode_action`)."""
+    def centre(i: int, n: int) -> float:
+        return 2.0 * (i + 0.5) / n - 1.0
+
+    return np.array([centre(alloc.t0_index, len(config.t0_grid))]
+                    + [centre(i, len(config.tk_grid)) for i in alloc.tk_index]
+                    + [centre(i, len(config.power_levels_dbw)) for i in alloc.power_index], dtype=np.float32)
+
+
+def draw_state(config: DenoiseConfig, users: list, seed: int) -> DenoiseState:
+    """K users drawn without replacement from ``users``, K gains and a noise seed, from ``seed``."""
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 2126]))
+    chosen = rng.choice(len(users), size=config.devices, replace=len(users) < config.devices)
+    gain = rng.uniform(*config.gain_db_range, size=config.devices)
+    return DenoiseState([users[i] for i in chosen], gain, int(rng.integers(config.noise_seeds)))
+
+
+def observation(config: DenoiseConfig, state: DenoiseState) -> np.ndarray:
+    """The state vector of eq. (26) (see the module docstring), float32."""
+    from provisioning.backend.scenes import ATTRIBUTES, parse
+
+    server = parse(state.server_prompt).description.specified()
+    parts = []
+    lo, hi = config.gain_db_range
+    for user, g in zip(state.users, state.gain_db):
+        own = parse(user.prompt).description.specified()
+        agree = [1.0 if a in own and own.get(a) == server.get(a) else 0.0 for a in ATTRIBUTES]
+        parts += list(user.personality.vector()) + agree + [
+            config.device_energy_per_step, config.device_budget / 10.0, 2 * (g - lo) / (hi - lo) - 1]
+    parts += [config.server_energy_per_step, config.server_budget / 10.0, config.qoe_threshold]
+    return np.asarray(parts, dtype=np.float32)
+
+
+class DenoiseEnv(gym.Env):
+    """Gymnasium environment of the problem (one decision per episode); see the module docstring.
+
+    ``reset(seed)`` draws the state from ``seed`` (or, without one, the next of the env's own
+    seed stream); ``step(action)`` returns eq. (27)'s reward and an info dict with the QoE,
+    the allocation and the penalties.
+    """
+
+    metadata: dict = {}
+
+    def __init__(self, config: DenoiseConfig, users: list, table: QoETable, seed: int = 0):
+        super().__init__()
+        self.config, self.users, self.table = config, list(users), table
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(1 + 2 * config.devices,), dtype=np.float32)
+        dim = config.devices * (5 + 8 + 3) + 3
+        high = max(1.0, config.device_energy_per_step, config.device_budget / 10.0, config.server_energy_per_step,
+                   config.server_budget / 10.0, config.qoe_threshold)
+        self.observation_space = gym.spaces.Box(-1.0, high, shape=(dim,), dtype=np.float32)
+        self._stream = np.random.default_rng(seed)
+        self.state: DenoiseState | None = None
+
+    def reset(self, *, seed: int | None = None, options=None):
+        super().reset(seed=seed)
+        state_seed = int(seed) if seed is not None else int(self._stream.integers(2 ** 31))
+        self.state = draw_state(self.config, self.users, state_seed)
+        return observation(self.config, self.state), {}
+
+    def step(self, action):
+        result = outcome(self.config, self.table, self.state, decode_action(self.config, action))
+        info = {"sum_qoe": result.sum_qoe, "threshold_violations": result.threshold_violations,
+                "t0": result.t0, "mean_tk": float(result.tk.mean()), "mean_power_dbw": float(result.power_dbw.mean()),
+                "mean_ber": float(result.ber.mean()), "server_excess": result.server_excess,
+                "device_excess": float(result.device_excess.sum())}
+        return observation(self.config, self.state), result.reward, True, False, info

@@ -1,0 +1,59 @@
+"""``incentive denoise``: personalities validation (exit 2, file and field) and a tiny evaluate run."""
+import json
+
+import pytest
+
+from incentive.cli import main
+
+USER = """[[user]]
+name = "{name}"
+prompt = "A grassland in daylight, with one large {what} in the centre"
+openness = 0.5
+conscientiousness = 0.5
+extraversion = 0.5
+agreeableness = {agreeableness}
+neuroticism = 0.5
+held_out = {held}
+"""
+
+
+def test_trait_outside_unit_interval_is_a_one_line_error(tmp_path, capsys):
+    path = tmp_path / "users.toml"
+    path.write_text(USER.format(name="a", what="red car", agreeableness=1.3, held="false"))
+    assert main(["denoise", "evaluate", "--personalities", str(path), "--generator", "render"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(path) in err and "user[0].agreeableness" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("body, field", [("[[user]]\nname = 'x'\n", "user[0].prompt"), ("x = 1\n", "no [[user]]")])
+def test_malformed_files_name_the_field(tmp_path, capsys, body, field):
+    path = tmp_path / "users.toml"
+    path.write_text(body)
+    assert main(["denoise", "evaluate", "--personalities", str(path), "--generator", "render"]) == 2
+    assert field in capsys.readouterr().err
+
+
+def test_tiny_evaluate_writes_every_requested_policy(tmp_path, capsys):
+    path = tmp_path / "users.toml"
+    path.write_text(USER.format(name="a", what="red car", agreeableness=0.9, held="false")
+                    + USER.format(name="b", what="white house", agreeableness=0.1, held="false")
+                    + USER.format(name="c", what="blue box", agreeableness=0.5, held="true"))
+    out = tmp_path / "result.json"
+    code = main(["denoise", "evaluate", "--personalities", str(path), "--generator", "render", "--devices", "2",
+                 "--cache", str(tmp_path / "cache"), "--seeds", "2", "--states", "2", "--policy", "random", "optimum",
+                 "--out", str(out)])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["provisional"] is True and result["held_out_users"] == ["c"]
+    for name in ("random", "optimum"):
+        row = result["policies"][name]
+        assert {"sum_qoe", "fraction_of_optimum", "threshold_violations"} <= set(row)
+    assert result["policies"]["random"]["sum_qoe"]["n"] == 2
+    assert result["policies"]["random"]["fraction_of_optimum"]["max"] <= 1.0 + 1e-9
+
+
+def test_existing_output_is_not_replaced_without_overwrite(tmp_path, capsys):
+    out = tmp_path / "result.json"
+    out.write_text("mine")
+    assert main(["denoise", "evaluate", "--generator", "render", "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err and out.read_text() == "mine"

@@ -1,0 +1,71 @@
+"""``incentive prompts``: corpus, dataset, evaluate (no training here), rounds; request-file validation."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from incentive.cli import main
+
+
+def test_corpus_command(capsys):
+    assert main(["prompts", "corpus", "--raw", "A desert, with a car", "--seed", "2"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["items"] == 18 and len(data["strategies"]) == 7
+    assert data["strategies"][0]["prompt"] == "A desert, with a car"
+    assert data["strategies"][6]["negative_prompt"]
+
+
+def test_corpus_rejects_a_prompt_outside_the_world(capsys):
+    assert main(["prompts", "corpus", "--raw", "A moon, with a cat"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: raw prompt") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("body, field", [
+    ("", "request"),
+    ('[[request]]\nraw = "A city, with a car"\n', "request[0].intent"),
+    ('[[request]]\nraw = "A moon, with a cat"\nintent = "x"\n', "request[0].raw"),
+    ('[[request]]\nraw = "A city, with a car"\nintent = "A city, with a red car"\nthreshold = 11\n',
+     "request[0].threshold"),
+    ('[[request]]\nraw = "A city, with a car"\nintent = "A city, with a red car"\ncolour = "red"\n',
+     "request[0].colour"),
+    ('[[request]\n', None),
+])
+def test_bad_request_files_are_one_line_errors(tmp_path, capsys, body, field):
+    path = tmp_path / "requests.toml"
+    path.write_text(body)
+    code = main(["prompts", "dataset", "--out", str(tmp_path / "d.npz"), "--requests", str(path), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and str(path) in err
+    if field:
+        assert f"field '{field}'" in err
+    assert not (tmp_path / "d.npz").exists()
+
+
+def test_dataset_evaluate_rounds_at_tiny_size(tmp_path, capsys):
+    requests = tmp_path / "requests.toml"
+    requests.write_text('[[request]]\nraw = "A city, with a car"\nintent = "A city at night, with a blue car"\n'
+                        'threshold = 6\n\n[[request]]\nraw = "An ocean, with a star"\n'
+                        'intent = "An ocean in daylight, with a yellow star"\n')
+    d = tmp_path / "d.npz"
+    assert main(["prompts", "dataset", "--out", str(d), "--count", "4", "--images", "2", "--quiet"]) == 0
+    built = json.loads(capsys.readouterr().out)
+    assert built["entries"] == 4 * 7 * 3 * 2 and d.exists()
+    assert main(["prompts", "dataset", "--out", str(d), "--count", "4", "--quiet"]) == 2  # no overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    out = tmp_path / "eval.json"
+    assert main(["prompts", "evaluate", "--dataset", str(d), "--requests", str(requests), "--seeds", "2",
+                 "--policy", "random", "empirical", "expert", "raw", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["provisional"] is True and data["heldout_requests"] == 2
+    for name in ("random", "empirical", "expert", "raw"):
+        rec = data["policies"][name]
+        assert set(rec) >= {"mean_score", "single_round_success", "fraction_of_expert"}
+        assert rec["fraction_of_expert"]["mean"] <= 1.0 + 1e-9
+    assert data["policies"]["random"]["seeds"] == 2 and data["policies"]["expert"]["fraction_of_expert"]["mean"] == 1
+    capsys.readouterr()
+    assert main(["prompts", "rounds", "--evaluation", str(out), "--model", "empirical"]) == 0
+    rounds = json.loads(capsys.readouterr().out)
+    assert len(rounds["policies"]["expert"]["rounds"]) == 11
+    assert main(["prompts", "rounds", "--evaluation", str(d)]) == 2
