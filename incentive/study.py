@@ -328,41 +328,6 @@ def legacy_sweep(folder: Path, identity: dict) -> bool:
     return json_ready(json.loads((folder / "config.json").read_text())) == identity
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Pool-worker initializer: end this worker when the sweep that started it dies.
-
-    On Linux the kernel sends SIGKILL when the parent goes (``prctl(PR_SET_PDEATHSIG)``,
-    called through ctypes: no library wraps it); elsewhere a daemon thread polls the parent
-    once a second. Ctrl-C reaches the whole process group: the worker ignores it and the
-    parent ends the pool; SIGTERM gets its default action (the CLI's handler is inherited on fork).
-    """
-    import signal
-    import sys
-    import threading
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    armed = False
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            pr_set_pdeathsig = 1
-            armed = libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0) == 0
-        except (OSError, AttributeError):
-            armed = False
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
-    if not armed:
-        def watch() -> None:
-            while os.getppid() == parent_pid:
-                time.sleep(1.0)
-            os._exit(1)
-
-        threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
-
-
 def run_sweep(config: SweepConfig, out_dir: str | Path, *, executor: str = "process", workers: int = 2,
               progress=None, overwrite: bool = False) -> list[dict]:
     """Run the grid, appending each finished row to ``out_dir/rows.jsonl`` (resumes).
@@ -415,42 +380,10 @@ def run_sweep(config: SweepConfig, out_dir: str | Path, *, executor: str = "proc
         if progress:
             progress(len(rows), total)
 
-    if executor == "serial" or workers <= 1 or len(args) <= 1:
-        for a in args:
-            record(_run_point_args(a))
-    elif executor == "process":
-        import multiprocessing
+    from solvers.decomposition import map_unordered
 
-        pool = multiprocessing.Pool(processes=workers, initializer=_die_with_parent, initargs=(os.getpid(),))
-        try:
-            for row in pool.imap_unordered(_run_point_args, args):
-                record(row)
-        except BaseException:
-            pool.terminate()  # Ctrl-C, SIGTERM or an error: no worker outlives the sweep
-            raise
-        else:
-            pool.close()
-        finally:
-            pool.join()
-    else:
-        try:
-            import ray
-        except ImportError:
-            raise UserError("--executor ray needs the ray package (pip install 'aigc-incentive[scale]')") from None
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        started = False
-        if not ray.is_initialized():
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-            started = True
-        try:
-            remote = ray.remote(_run_point_args)
-            pending = [remote.remote(a) for a in args]
-            while pending:
-                ready, pending = ray.wait(pending, num_returns=1)
-                record(ray.get(ready[0]))
-        finally:
-            if started:
-                ray.shutdown()
+    for row in map_unordered(_run_point_args, args, executor=executor, workers=workers):
+        record(row)
     return rows
 
 

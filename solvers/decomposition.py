@@ -36,25 +36,66 @@ from market.errors import UserError
 EXECUTORS = ("serial", "process", "ray")
 
 
+def die_with_parent(parent_pid: int) -> None:
+    """Pool-worker initializer: end this worker when the process that started it dies.
+
+    On Linux the kernel sends SIGKILL when the parent goes (``prctl(PR_SET_PDEATHSIG)``,
+    called through ctypes: no library wraps it); elsewhere a daemon thread polls the parent
+    once a second. Ctrl-C reaches the whole process group: the worker ignores it and the
+    parent ends the pool; SIGTERM gets its default action (the CLI's handler is inherited on fork).
+    """
+    import signal
+    import sys
+    import threading
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            pr_set_pdeathsig = 1
+            armed = libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+    if not armed:
+        def watch() -> None:
+            while os.getppid() == parent_pid:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+
+
 def map_unordered(function, args: list, *, executor: str = "serial", workers: int = 2):
-    """Yield ``function(a)`` for every ``a`` in ``args`` as they finish (any order)."""
+    """Yield ``function(a)`` for every ``a`` in ``args`` as they finish (any order).
+
+    ``executor``: ``"serial"`` (in this process), ``"process"`` (a local pool whose workers die
+    with this process, :func:`die_with_parent`) or ``"ray"`` (``workers`` CPUs of a local cluster
+    started here, or the cluster already initialised). ``function`` must be picklable.
+    """
     if executor not in EXECUTORS:
         raise UserError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
-    if executor == "serial" or len(args) <= 1:
+    if executor == "serial" or len(args) <= 1 or (executor == "process" and workers <= 1):
         for a in args:
             yield function(a)
     elif executor == "process":
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        import multiprocessing
 
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(function, a) for a in args]
-            try:
-                for fut in as_completed(futures):
-                    yield fut.result()
-            except BaseException:
-                for fut in futures:
-                    fut.cancel()
-                raise
+        pool = multiprocessing.Pool(processes=workers, initializer=die_with_parent, initargs=(os.getpid(),))
+        try:
+            yield from pool.imap_unordered(function, args)
+        except BaseException:
+            pool.terminate()  # Ctrl-C, SIGTERM, an error or an abandoned generator: no worker outlives us
+            raise
+        else:
+            pool.close()
+        finally:
+            pool.join()
     else:
         try:
             import ray

