@@ -179,6 +179,84 @@ def _cycling(history: list) -> bool:
             and abs(h[3] - h[2]) > 1e-2 * max(abs(h[3]), abs(h[2])))
 
 
+def _newton_step(est, ri, lo_i, hi_i, trust_i, pert_i, scale_i, *, damping: float, tolerance: float,
+                 reward_tolerance: float):
+    """The step proposed for the MUs of one turn, before the line search.
+
+    A Newton step on the estimated slope and curvature (the trust radius where the curvature is
+    not negative), damped, clipped at the estimated kinks and to the reward box; zero for MUs
+    that are stationary or already within the stopping threshold. Returns ``(step, gain, reach,
+    finite)``: predicted utility gain and reward reach of the Newton step (money, money per QoE)
+    and whether the MU's utility is finite (a missed QoE floor is not).
+    """
+    slope, curv, u_here = est.slope, est.curvature, est.utility
+    finite = np.isfinite(u_here)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        newton = np.where(curv < 0, -slope / curv, np.sign(slope) * trust_i)
+    step = damping * np.clip(np.where(np.isfinite(newton), newton, 0.0), -trust_i, trust_i)
+    step = _clip_at_kinks(ri, step, est.kinks)
+    step = np.where(finite, step, trust_i)  # a missed QoE floor: raise the reward
+    stationary = est.stationary if est.stationary is not None else np.zeros(ri.size, bool)
+    gain = np.where(finite, predicted_gain(ri, slope, curv, lo_i, hi_i), np.inf)
+    gain = np.where(stationary, 0.0, gain)
+    reach = np.where(finite, newton_reach(ri, slope, curv, lo_i, hi_i), np.inf)
+    reach = np.where(stationary, 0.0, reach)
+    if est.gain_bound is not None:
+        gain = np.minimum(gain, est.gain_bound)
+        reach = np.where(np.isfinite(est.gain_bound), np.minimum(reach, pert_i), reach)
+    # an MU already within the stopping threshold stays put: at a kink equilibrium a
+    # needless small move would unsettle the other MUs of its ASP
+    settled = (gain <= CALM_FRACTION * tolerance * scale_i) & (reach <= reward_tolerance * ri)
+    step = np.where(stationary | settled, 0.0, step)
+    step = np.clip(ri + step, lo_i, hi_i) - ri
+    return step, gain, reach, finite
+
+
+def _line_search(evaluate: Evaluator, r: np.ndarray, idx: np.ndarray, step: np.ndarray, est, finite: np.ndarray):
+    """Armijo backtracking on each MU's own utility (others at ``r``), then golden section.
+
+    A step is accepted if it raises the MU's utility by at least ``ARMIJO`` of the linear
+    prediction; otherwise it shrinks to the peak of the quadratic through U(r), U'(r) and
+    U(r + s) (between 0.1 and 0.5 of it), up to ``MAX_BACKTRACKS`` times. After a shrink the
+    maximum along the step lies between the accepted and the last refused step (U concave):
+    a golden-section search of that segment. Returns ``(step, rejected, evaluations)``;
+    ``rejected`` marks MUs for which no step along the estimated slope raised U (step 0).
+    """
+    slope, u_here = est.slope, est.utility
+    ri = r[idx]
+    step = step.copy()
+    check = (step != 0) & finite
+    refused = np.zeros(idx.size)  # the last step refused, per MU (0: none)
+    accepted_value = np.full(idx.size, -np.inf)
+    evaluations = 0
+    for _ in range(MAX_BACKTRACKS):
+        if not np.any(check):
+            break
+        sub = np.flatnonzero(check)
+        u_new = evaluate(r, idx[sub], ri[sub] + step[sub])
+        evaluations += 1
+        linear = slope[sub] * step[sub]
+        good = u_new >= u_here[sub] + ARMIJO * linear
+        check[sub[good]] = False
+        accepted_value[sub[good]] = u_new[good]
+        refused[sub[~good]] = step[sub[~good]]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            excess = u_new - u_here[sub] - linear
+            ratio = np.where(excess < 0, -linear / (2.0 * excess), 0.5)
+        ratio = np.clip(np.where(np.isfinite(ratio), ratio, 0.5), 0.1, 0.5)
+        step[sub[~good]] *= ratio[~good]
+    rejected = check
+    step = np.where(rejected, 0.0, step)
+    seg = np.flatnonzero(~rejected & (refused != 0) & finite)
+    if seg.size:
+        a, b = np.minimum(step[seg], refused[seg]), np.maximum(step[seg], refused[seg])
+        base = ri[seg]
+        best, value = golden_max(lambda s_: evaluate(r, idx[seg], base + s_), a, b, LINE_SEARCH_ITERATIONS)
+        evaluations += LINE_SEARCH_ITERATIONS + 2
+        step[seg] = np.where(value > accepted_value[seg], best, step[seg])
+    return step, rejected, evaluations
+
+
 def run_rounds(market: Market, estimate: Estimator, evaluate: Evaluator, *, tolerance: float,
                max_iterations: int, initial_rewards=None, schedule: str = "auto", damping: float = 1.0,
                delta: float | None = None, progress=None, reward_tolerance: float = REWARD_TOLERANCE,
@@ -220,64 +298,13 @@ def run_rounds(market: Market, estimate: Estimator, evaluate: Evaluator, *, tole
             turns_gs = gauss_seidel_turns(market)
         for idx in ([everyone] if mode == "jacobi" else turns_gs):
             est = estimate(r, idx, pert[idx])
-            evaluations += 1
-            slope, curv, u_here = est.slope, est.curvature, est.utility
-            finite = np.isfinite(u_here)
-            ri, lo_i, hi_i, tr = r[idx], lo[idx], hi[idx], trust[idx]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                newton = np.where(curv < 0, -slope / curv, np.sign(slope) * tr)
-            step = np.clip(np.where(np.isfinite(newton), newton, 0.0), -tr, tr)
-            if mode == "jacobi":
-                step = damping * step
-            step = _clip_at_kinks(ri, step, est.kinks)
-            step = np.where(finite, step, tr)  # a missed QoE floor: raise the reward
-            stationary = est.stationary if est.stationary is not None else np.zeros(idx.size, bool)
-            gain = np.where(finite, predicted_gain(ri, slope, curv, lo_i, hi_i), np.inf)
-            gain = np.where(stationary, 0.0, gain)
-            reach = np.where(finite, newton_reach(ri, slope, curv, lo_i, hi_i), np.inf)
-            reach = np.where(stationary, 0.0, reach)
-            if est.gain_bound is not None:
-                gain = np.minimum(gain, est.gain_bound)
-                reach = np.where(np.isfinite(est.gain_bound), np.minimum(reach, pert[idx]), reach)
-            # an MU already within the stopping threshold stays put: at a kink equilibrium a
-            # needless small move would unsettle the other MUs of its ASP
-            settled = (gain <= CALM_FRACTION * tolerance * scale[idx]) & (reach <= reward_tolerance * ri)
-            step = np.where(stationary | settled, 0.0, step)
-            step = np.clip(ri + step, lo_i, hi_i) - ri
-            # Armijo backtracking on the MU's own utility (others at the current profile)
-            check = (step != 0) & finite
+            ri, tr = r[idx], trust[idx]
+            step, gain, reach, finite = _newton_step(
+                est, ri, lo[idx], hi[idx], tr, pert[idx], scale[idx], damping=damping if mode == "jacobi" else 1.0,
+                tolerance=tolerance, reward_tolerance=reward_tolerance)
             tried = np.abs(step)
-            refused = np.zeros(idx.size)  # the last step refused, per MU (0: none)
-            accepted_value = np.full(idx.size, -np.inf)
-            for _ in range(MAX_BACKTRACKS):
-                if not np.any(check):
-                    break
-                sub = np.flatnonzero(check)
-                u_new = evaluate(r, idx[sub], ri[sub] + step[sub])
-                evaluations += 1
-                linear = slope[sub] * step[sub]
-                good = u_new >= u_here[sub] + ARMIJO * linear
-                check[sub[good]] = False
-                accepted_value[sub[good]] = u_new[good]
-                refused[sub[~good]] = step[sub[~good]]
-                # shrink to the peak of the quadratic through U(r), U'(r) and U(r + s), in [0.1, 0.5] s
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    excess = u_new - u_here[sub] - linear
-                    ratio = np.where(excess < 0, -linear / (2.0 * excess), 0.5)
-                ratio = np.clip(np.where(np.isfinite(ratio), ratio, 0.5), 0.1, 0.5)
-                step[sub[~good]] *= ratio[~good]
-            rejected = check  # no step along the estimated slope raised U
-            step = np.where(rejected, 0.0, step)
-            # after a backtrack the maximum along the step lies between the accepted and the
-            # last refused step (U is concave): golden-section search that segment
-            seg = np.flatnonzero(~rejected & (refused != 0) & finite)
-            if seg.size:
-                a, b = np.minimum(step[seg], refused[seg]), np.maximum(step[seg], refused[seg])
-                base = ri[seg]
-                best, value = golden_max(lambda s_: evaluate(r, idx[seg], base + s_), a, b, LINE_SEARCH_ITERATIONS)
-                evaluations += LINE_SEARCH_ITERATIONS + 2
-                step[seg] = np.where(value > accepted_value[seg], best, step[seg])
-            new = ri + step
+            step, rejected, line_evaluations = _line_search(evaluate, r, idx, step, est, finite)
+            evaluations += 1 + line_evaluations
             # the round's figure: the relative gain, or the reward step scaled so that it meets
             # the same threshold exactly when the step is within reward_tolerance of the box
             figure = np.maximum(gain / scale[idx],
@@ -292,7 +319,7 @@ def run_rounds(market: Market, estimate: Estimator, evaluate: Evaluator, *, tole
             span = np.where(np.abs(step) < tried, 0.25 * tried, 0.5 * np.abs(step))
             span = np.where(rejected, 0.25 * pert[idx], span)
             pert[idx] = np.clip(span, pert_min[idx], pert_max[idx])
-            r[idx] = new
+            r[idx] = ri + step
             if moved is not None:
                 moved(r, idx)
         history.append(worst)
