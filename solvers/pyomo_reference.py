@@ -406,8 +406,6 @@ def _joint(data: _ASPData, rho_start, config, ipopt: _Ipopt):
     (undetermined only where both are zero, a degenerate point).
     """
     import pyomo.environ as pyo
-    from pyomo.core.expr.calculus.derivatives import Modes, differentiate
-    from pyomo.mpec import Complementarity, complements
 
     n = len(data.mus)
     model = build_asp_model(data, rho_start)
@@ -415,11 +413,38 @@ def _joint(data: _ASPData, rho_start, config, ipopt: _Ipopt):
     for j in range(n):
         model.rho[j].fix(float(rho_start[j]))
     model.objective = pyo.Objective(expr=0.0)
-    JF, JB = list(model.JF), list(model.JB)
-    model.d_phi = pyo.Var([(i, j) for i in JF for j in range(n)], initialize=0.0)
-    model.d_beta = pyo.Var([(i, j) for i in JB for j in range(n)], initialize=0.0)
-    model.d_p_compute = pyo.Var(model.J, initialize=0.0)
-    model.d_p_bandwidth = pyo.Var(model.J, initialize=0.0)
+    _add_follower_sensitivities(model, n)
+    floors, movable = _add_leader_conditions(model, data)
+    _relax(model)  # every complementarity -> Scholtes-relaxed constraints (blocks)
+    sensitivity_blocks = [getattr(model, name) for name in ("sens_compute", "sens_bandwidth", "branch_compute",
+                                                            "branch_bandwidth") if hasattr(model, name)]
+    # Phase 1: the follower alone at the starting rewards (a square system), for a good start.
+    for block in [model.leader_stationarity, model.floor, *sensitivity_blocks]:
+        block.deactivate()
+    model.floor_multiplier.fix(0.0)
+    if not ipopt.ladder(model, config.ladder):
+        return np.array(rho_start, dtype=float), False, model
+    # Phase 2: the whole system.
+    for block in [model.leader_stationarity, model.floor, *sensitivity_blocks]:
+        block.activate()
+    for j in floors:
+        model.floor_multiplier[j].unfix()
+    for j in movable:
+        model.rho[j].unfix()
+    ok = ipopt.ladder(model, config.ladder)
+    rho = np.array([float(np.clip(model.rho[j].value, data.rho_lo[j], data.rho_hi[j])) for j in range(n)])
+    return rho, ok, model
+
+
+def _add_follower_sensitivities(model, n: int) -> None:
+    """The linearised follower KKT system: ``d(phi, beta, p)/drho_j`` for every leader j.
+
+    For each resource: the symbolic derivative of every stationarity equation, and the branch
+    condition ``dp * unused - p * d(sum of shares) = 0`` (``dp`` fixed at 0 for a resource no MU
+    uses).
+    """
+    import pyomo.environ as pyo
+    from pyomo.core.expr.calculus.derivatives import Modes, differentiate
 
     def sens(con, var_of_i, d_var, d_p, p_var, i, j):
         body = con.body if con.upper is None else con.body - con.upper
@@ -428,26 +453,42 @@ def _joint(data: _ASPData, rho_start, config, ipopt: _Ipopt):
         d_price = differentiate(body, wrt=p_var, mode=Modes.reverse_symbolic)
         return (d_rho if i == j else 0.0) + d_share * d_var[i, j] + d_price * d_p[j] == 0
 
-    model.sens_compute = pyo.Constraint(
-        [(i, j) for i in JF for j in range(n)],
-        rule=lambda m, i, j: sens(m.stationarity_compute[i], m.phi[i], m.d_phi, m.d_p_compute, m.p_compute, i, j))
-    model.sens_bandwidth = pyo.Constraint(
-        [(i, j) for i in JB for j in range(n)],
-        rule=lambda m, i, j: sens(m.stationarity_bandwidth[i], m.beta[i], m.d_beta, m.d_p_bandwidth, m.p_bandwidth, i, j))
-    if JF:
-        model.branch_compute = pyo.ConstraintList()
+    resources = (("compute", "phi", list(model.JF)), ("bandwidth", "beta", list(model.JB)))
+    # declared in the order the NL file has always had: derivative variables, then the
+    # linearised stationarity, then the branch conditions
+    for resource, share, users in resources:
+        model.add_component(f"d_{share}", pyo.Var([(i, j) for i in users for j in range(n)], initialize=0.0))
+    for resource, share, users in resources:
+        model.add_component(f"d_p_{resource}", pyo.Var(model.J, initialize=0.0))
+    for resource, share, users in resources:
+        model.add_component(f"sens_{resource}", pyo.Constraint(
+            [(i, j) for i in users for j in range(n)],
+            rule=lambda m, i, j, resource=resource, share=share: sens(
+                getattr(m, f"stationarity_{resource}")[i], getattr(m, share)[i], getattr(m, f"d_{share}"),
+                getattr(m, f"d_p_{resource}"), getattr(m, f"p_{resource}"), i, j)))
+    for resource, share, users in resources:
+        shares, d_share = getattr(model, share), getattr(model, f"d_{share}")
+        d_price, price = getattr(model, f"d_p_{resource}"), getattr(model, f"p_{resource}")
+        if not users:
+            d_price.fix(0.0)
+            continue
+        branch = pyo.ConstraintList()
+        model.add_component(f"branch_{resource}", branch)
         for j in range(n):
-            model.branch_compute.add(model.d_p_compute[j] * (1.0 - sum(model.phi[i] for i in JF))
-                                     - model.p_compute * sum(model.d_phi[i, j] for i in JF) == 0)
-    else:
-        model.d_p_compute.fix(0.0)
-    if JB:
-        model.branch_bandwidth = pyo.ConstraintList()
-        for j in range(n):
-            model.branch_bandwidth.add(model.d_p_bandwidth[j] * (1.0 - sum(model.beta[i] for i in JB))
-                                       - model.p_bandwidth * sum(model.d_beta[i, j] for i in JB) == 0)
-    else:
-        model.d_p_bandwidth.fix(0.0)
+            branch.add(d_price[j] * (1.0 - sum(shares[i] for i in users))
+                       - price * sum(d_share[i, j] for i in users) == 0)
+
+
+def _add_leader_conditions(model, data: _ASPData) -> tuple[list[int], list[int]]:
+    """Each leader's first-order condition over its box (and QoE-floor complementarity).
+
+    Returns the MUs with a QoE floor and the MUs whose reward box is not a point.
+    """
+    import pyomo.environ as pyo
+    from pyomo.core.expr.calculus.derivatives import Modes, differentiate
+    from pyomo.mpec import Complementarity, complements
+
+    n = len(data.mus)
 
     def d_qoe(m, j):
         total = 0.0
@@ -471,33 +512,7 @@ def _joint(data: _ASPData, rho_start, config, ipopt: _Ipopt):
 
     movable = [j for j in range(n) if data.rho_lo[j] < data.rho_hi[j]]
     model.leader_stationarity = Complementarity(movable, rule=leader)
-    _relax(model)  # every complementarity -> Scholtes-relaxed constraints (blocks)
-    # Phase 1: the follower alone at the starting rewards (a square system), for a good start.
-    model.leader_stationarity.deactivate()
-    model.floor.deactivate()
-    model.sens_compute.deactivate()
-    model.sens_bandwidth.deactivate()
-    for name in ("branch_compute", "branch_bandwidth"):
-        if hasattr(model, name):
-            getattr(model, name).deactivate()
-    model.floor_multiplier.fix(0.0)
-    if not ipopt.ladder(model, config.ladder):
-        return np.array(rho_start, dtype=float), False, model
-    # Phase 2: the whole system.
-    model.leader_stationarity.activate()
-    model.floor.activate()
-    model.sens_compute.activate()
-    model.sens_bandwidth.activate()
-    for name in ("branch_compute", "branch_bandwidth"):
-        if hasattr(model, name):
-            getattr(model, name).activate()
-    for j in floors:
-        model.floor_multiplier[j].unfix()
-    for j in movable:
-        model.rho[j].unfix()
-    ok = ipopt.ladder(model, config.ladder)
-    rho = np.array([float(np.clip(model.rho[j].value, data.rho_lo[j], data.rho_hi[j])) for j in range(n)])
-    return rho, ok, model
+    return floors, movable
 
 
 # ----------------------------------------------------------------------------- entry point
