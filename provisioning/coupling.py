@@ -37,7 +37,6 @@ import numpy as np
 
 from market.errors import ScenarioError, UserError
 from market.seeding import derive_seed
-from provisioning.channel import expected_ber, mean_snr_per_watt
 from provisioning.quality import InterpolatedQualityModel
 from provisioning.scenario import (
     DEFAULT_SCENARIO_NAME,
@@ -497,14 +496,13 @@ def decide_slots(specs: list[SlotSpec], policy=None, best_of_k: int | None = Non
         trials, power = oracle[i].trials, oracle[i].power
         if i in actions:
             trials, power = decode_action(s.config, s.state, actions[i])
-            policy_utility = float(evaluate_allocation(s.config, s.state, trials, power,
-                                                       quality_model=s.quality_model).reward)
         outcome = evaluate_allocation(s.config, s.state, trials, power, quality_model=s.quality_model)
-        gbar = mean_snr_per_watt(s.state.distance_m, s.config.channel) * np.asarray(power, dtype=float)
+        if i in actions:
+            policy_utility = float(outcome.reward)
         k = len(s.mus)
         decisions.append(SlotDecision(
             trials=np.asarray(trials[:k], dtype=np.int64), power=np.asarray(power[:k], dtype=float),
-            ber=np.clip(np.asarray(expected_ber(gbar, s.config.channel), dtype=float)[:k], 0.0, 0.5),
+            ber=np.clip(np.asarray(outcome.expected_ber, dtype=float)[:k], 0.0, 0.5),
             expected_qoe=np.asarray(outcome.expected_qoe[:k], dtype=float),
             method="d3pg" if i in actions else "oracle", utility=float(outcome.reward),
             oracle_utility=float(oracle[i].utility), policy_utility=policy_utility,
