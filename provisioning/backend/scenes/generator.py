@@ -18,7 +18,8 @@ Shipped folder (``scenes/models/<name>/``)::
     scheduler/scheduler_config.json                               (DDIM, trailing spacing)
     backend.json, card.json, card.md, loss_curve.png
 
-May import: torch, diffusers, numpy, ``market`` (errors, atomic IO), ``.text``, ``.render``.
+May import: torch, diffusers, numpy, ``market`` (errors, atomic IO), ``.text``, ``.render``, and the
+digits backend's scheduler (``..models``) and CUDA synchronisation (``..sampling``).
 """
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ import numpy as np
 
 from market.errors import MissingArtifactError, UserError
 
+from ..models import sampling_scheduler
+from ..sampling import synchronise
 from .render import IMAGE_SIZE
 from .text import TEXT_DIM
 
@@ -115,15 +118,6 @@ class SceneModel:
         return int(sum(p.numel() for p in self.unet.parameters()))
 
 
-def sampling_scheduler():
-    """DDIM (eta 0, trailing spacing) on the training schedule (1000 steps, cosine betas)."""
-    from diffusers import DDIMScheduler, DDPMScheduler
-
-    train = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", clip_sample=True,
-                          prediction_type="epsilon")
-    return DDIMScheduler.from_config(train.config, timestep_spacing="trailing")
-
-
 def save_scene_model(unet, name: str, out_dir: Path, *, default_steps: int, guidance_scale: float) -> Path:
     """Write a UNet in the shipped layout (fp16 safetensors, DDIM scheduler, backend.json)."""
     import torch
@@ -178,13 +172,6 @@ def scene_noise(count: int, seed: int, device: str):
     return torch.randn((count, LATENT_CHANNELS, LATENT_SIZE, LATENT_SIZE), generator=gen).to(device)
 
 
-def _synchronise(device: str) -> None:
-    if str(device).startswith("cuda"):
-        import torch
-
-        torch.cuda.synchronize()
-
-
 def denoise_scenes(model: SceneModel, latents, prompts: list[str], total_steps: int, start: int = 0,
                    stop: int | None = None, guidance_scale: float | None = None, negative_prompt: str = ""):
     """Run DDIM steps ``start..stop`` of a ``total_steps`` schedule with guidance.
@@ -230,10 +217,10 @@ def generate_scenes(model: SceneModel, prompts: list[str], steps: int | None = N
     CPU (CUDA synchronised); drawing the noise is excluded.
     """
     x = scene_noise(len(prompts), seed, model.device)
-    _synchronise(model.device)
+    synchronise(model.device)
     begin = time.perf_counter()
     x = denoise_scenes(model, x, prompts, steps or model.default_steps, guidance_scale=guidance_scale,
                        negative_prompt=negative_prompt)
     images = from_latent(x).clamp(-1, 1).float().cpu().numpy()
-    _synchronise(model.device)
+    synchronise(model.device)
     return images, time.perf_counter() - begin

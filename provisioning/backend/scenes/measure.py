@@ -27,7 +27,7 @@ import numpy as np
 from market.errors import UserError
 
 from ..channel import transmit_images
-from ..sampling import request_seed
+from ..sampling import request_seed, synchronise
 from ..stats import bootstrap_mean_interval, wilson_interval
 from .generator import SceneModel, denoise_scenes, from_latent, scene_noise
 from .judge import JudgeReading, SceneJudge
@@ -127,8 +127,6 @@ def generate_requests(model: SceneModel, prompts: list[str], trials: int, steps:
     the wall seconds of each batch (per image share)."""
     import torch
 
-    from .generator import _synchronise
-
     noises = [scene_noise(trials, request_seed(seed, i), "cpu") for i in range(len(prompts))]
     flat_noise = torch.cat(noises)
     flat_prompts = [p for p in prompts for _ in range(trials)]
@@ -136,12 +134,12 @@ def generate_requests(model: SceneModel, prompts: list[str], trials: int, steps:
     cpu0 = time.process_time()
     for lo in range(0, len(flat_prompts), batch_size):
         x = flat_noise[lo:lo + batch_size].to(model.device)
-        _synchronise(model.device)
+        synchronise(model.device)
         begin = time.perf_counter()
         x = denoise_scenes(model, x, flat_prompts[lo:lo + batch_size], steps, guidance_scale=guidance_scale,
                            negative_prompt=negative_prompt)
         out = from_latent(x).clamp(-1, 1).float().cpu().numpy()
-        _synchronise(model.device)
+        synchronise(model.device)
         seconds = time.perf_counter() - begin
         images.append(out)
         per_image.extend([seconds / len(out)] * len(out))
