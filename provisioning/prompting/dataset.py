@@ -39,6 +39,7 @@ import numpy as np
 
 from market.atomic import atomic_write_bytes
 from market.errors import UserError
+from market.seeding import derive_seed
 from provisioning.backend.scenes.world import DEGRADATION_PRIOR, DEGRADATIONS, VOCABULARY, SceneDescription, parse
 
 from .corpus import PromptCorpus, PromptOptimizer
@@ -173,7 +174,7 @@ def _build_request(j: int, request: Request, corpus: PromptCorpus, strategy_list
     engineered = [apply_strategy(corpus, s) for s in strategy_list]
     scores = np.zeros((len(strategy_list), len(bers), cfg.images), dtype=np.float32)
     for k, e in enumerate(engineered):
-        seed = int(np.random.SeedSequence([cfg.seed, j, k]).generate_state(1)[0])
+        seed = derive_seed(cfg.seed, j, k, bits=32)
         images = generator.generate(e.prompt, e.negative_prompt, cfg.images, seed)
         for m, ber in enumerate(bers):
             rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, j, k, 1000 + m]))
