@@ -62,6 +62,10 @@ __all__ = ["OracleResult", "oracle_allocation", "oracle_allocations", "oracle_al
 
 #: Most option combinations enumerated before switching to the dual method.
 MAX_ENUMERATED_COMBINATIONS = 200_000
+
+#: Most (2 x max_trials)^users option combinations solved by the batched enumeration of
+#: :func:`oracle_allocations` (above it, ``method="auto"`` solves state by state).
+MAX_BATCHED_COMBINATIONS = 20_000
 _CHUNK = 512
 _BISECTION_STEPS = 56  # geometric, over 1e-24..1: final relative width ~1e-15
 
@@ -528,28 +532,9 @@ def oracle_allocations(
     states = list(states)
     quality_model = config.quality if quality_model is None else quality_model
     full = (2 * config.max_trials) ** config.num_users
-    if method == "dual" or (method == "auto" and full > 20_000) or not states:
+    if method == "dual" or (method == "auto" and full > MAX_BATCHED_COMBINATIONS) or not states:
         return [oracle_allocation(config, s, quality_model=quality_model, method=method) for s in states]
-    table = _table(config.channel)
-    results: list[OracleResult] = []
-    for start in range(0, len(states), batch_size):
-        batch = states[start : start + batch_size]
-        difficulty = np.stack([s.difficulty for s in batch])
-        beta = np.stack([s.mean_snr_per_watt(config) for s in batch])
-        thresholds = np.stack([s.quality_threshold for s in batch])
-        p_total = np.array([s.p_total_w for s in batch])
-        options = _options_arrays(config, quality_model, table, difficulty, beta, thresholds, p_total)
-        trials, power, _, certified = _enumerate_batch(config, options, p_total, table)
-        for i, state in enumerate(batch):
-            if not certified[i]:
-                results.append(oracle_allocation(config, state, quality_model=quality_model, method="enumeration"))
-                continue
-            outcome = evaluate_allocation(config, state, trials[i], power[i], quality_model=quality_model)
-            results.append(OracleResult(
-                trials=trials[i].astype(np.int64), power=power[i].copy(), utility=float(outcome.reward),
-                upper_bound=float(outcome.reward), exact=True, method="enumeration",
-            ))
-    return results
+    return _enumerate_pairs([config] * len(states), states, quality_model, batch_size, per_pair=False)
 
 
 def oracle_allocations_per_state(configs, states, *, quality_model: QualityModel | None = None,
@@ -573,19 +558,34 @@ def oracle_allocations_per_state(configs, states, *, quality_model: QualityModel
                         tuple(v for k, v in vars(c.objective).items() if k != "user_weights"))
     if any(shared(c) != shared(first) for c in configs):
         raise ValueError("configs must differ only in user weights and seconds per trial")
-    if (2 * first.max_trials) ** first.num_users > 20_000:
+    if (2 * first.max_trials) ** first.num_users > MAX_BATCHED_COMBINATIONS:
         return [oracle_allocation(c, s, quality_model=quality_model) for c, s in zip(configs, states)]
+    return _enumerate_pairs(configs, states, quality_model, batch_size, per_pair=True)
+
+
+def _enumerate_pairs(configs: list, states: list, quality_model: QualityModel, batch_size: int, *,
+                     per_pair: bool) -> list[OracleResult]:
+    """The batched enumeration of :func:`oracle_allocations` and :func:`oracle_allocations_per_state`.
+
+    ``configs[0]`` supplies everything shared; with ``per_pair`` each pair's user weights and
+    seconds per trial are stacked into the option arrays. A pair the batch step does not
+    certify is solved again by :func:`oracle_allocation`.
+    """
+    first = configs[0]
     table = _table(first.channel)
     results: list[OracleResult] = []
     for start in range(0, len(states), batch_size):
         batch, cfgs = states[start:start + batch_size], configs[start:start + batch_size]
+        p_total = np.array([s.p_total_w for s in batch])
+        overrides = {}
+        if per_pair:
+            overrides = dict(
+                user_weights=np.stack([np.asarray(c.objective.user_weights, dtype=float) for c in cfgs]),
+                seconds_per_trial=np.stack([np.asarray(c.latency.seconds_per_trial(), dtype=float) for c in cfgs]))
         options = _options_arrays(
             first, quality_model, table, np.stack([s.difficulty for s in batch]),
             np.stack([s.mean_snr_per_watt(first) for s in batch]), np.stack([s.quality_threshold for s in batch]),
-            np.array([s.p_total_w for s in batch]),
-            user_weights=np.stack([np.asarray(c.objective.user_weights, dtype=float) for c in cfgs]),
-            seconds_per_trial=np.stack([np.asarray(c.latency.seconds_per_trial(), dtype=float) for c in cfgs]))
-        p_total = np.array([s.p_total_w for s in batch])
+            p_total, **overrides)
         trials, power, _, certified = _enumerate_batch(first, options, p_total, table)
         for i, (cfg, state) in enumerate(zip(cfgs, batch)):
             if not certified[i]:
