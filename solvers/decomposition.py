@@ -71,12 +71,22 @@ def die_with_parent(parent_pid: int) -> None:
         threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
 
 
-def map_unordered(function, args: list, *, executor: str = "serial", workers: int = 2):
+def _start_worker(parent_pid: int, worker_setup, worker_setup_args: tuple) -> None:
+    """Pool-worker initializer: :func:`die_with_parent`, then the caller's own set-up."""
+    die_with_parent(parent_pid)
+    if worker_setup is not None:
+        worker_setup(*worker_setup_args)
+
+
+def map_unordered(function, args: list, *, executor: str = "serial", workers: int = 2,
+                  worker_setup=None, worker_setup_args: tuple = (), chunksize: int = 1):
     """Yield ``function(a)`` for every ``a`` in ``args`` as they finish (any order).
 
     ``executor``: ``"serial"`` (in this process), ``"process"`` (a local pool whose workers die
     with this process, :func:`die_with_parent`) or ``"ray"`` (``workers`` CPUs of a local cluster
     started here, or the cluster already initialised). ``function`` must be picklable.
+    ``worker_setup(*worker_setup_args)`` runs once in each pool worker (process executor only;
+    a serial caller sets up its own process), and ``chunksize`` tasks travel per round trip.
     """
     if executor not in EXECUTORS:
         raise UserError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
@@ -86,9 +96,10 @@ def map_unordered(function, args: list, *, executor: str = "serial", workers: in
     elif executor == "process":
         import multiprocessing
 
-        pool = multiprocessing.Pool(processes=workers, initializer=die_with_parent, initargs=(os.getpid(),))
+        pool = multiprocessing.Pool(processes=workers, initializer=_start_worker,
+                                    initargs=(os.getpid(), worker_setup, worker_setup_args))
         try:
-            yield from pool.imap_unordered(function, args)
+            yield from pool.imap_unordered(function, args, chunksize=chunksize)
         except BaseException:
             pool.terminate()  # Ctrl-C, SIGTERM, an error or an abandoned generator: no worker outlives us
             raise
@@ -97,6 +108,8 @@ def map_unordered(function, args: list, *, executor: str = "serial", workers: in
         finally:
             pool.join()
     else:
+        if worker_setup is not None:
+            raise ValueError("worker_setup is supported by the process executor only")
         try:
             import ray
         except ImportError:

@@ -14,7 +14,7 @@ live in ``incentive.stress``):
   solved and certified; percentiles of the outcomes, the fraction certified, and the worst
   draw with the scenario that produced it.
 
-Solves run in a process pool (:func:`map_solves`, ``concurrent.futures``; ``workers=1``
+Solves run in a process pool (:func:`map_solves` on ``solvers.decomposition.map_unordered``; ``workers=1``
 runs them in this process). The pool's workers receive the market or the base scenario once
 (initializer, :class:`SolveJob`) and then only task indices and starting points; a
 robustness draw is made in the worker from (seed, index).
@@ -68,12 +68,9 @@ class SolveJob:
     """Solve tolerance (None: the scenario's)."""
 
 
-def _init_worker(job: SolveJob, in_pool: bool = False) -> None:
-    """Keep ``job`` for the tasks; a pool worker ignores Ctrl-C (the parent stops the pool)."""
-    if in_pool:
-        import signal
-
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _init_worker(job: SolveJob) -> None:
+    """Keep ``job`` for the tasks (a pool worker ignores Ctrl-C and dies with its parent:
+    ``solvers.decomposition.die_with_parent``)."""
     _WORKER["job"] = job
 
 
@@ -117,16 +114,16 @@ def map_solves(tasks: list, job: SolveJob, *, workers: int = 2, progress=None) -
             if progress:
                 progress()
         return out
-    from concurrent.futures import ProcessPoolExecutor
+    from solvers.decomposition import map_unordered
 
-    out = []
+    by_index = {}
     chunk = max(1, len(tasks) // (8 * workers))  # fewer round trips; still a smooth progress bar
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(job, True)) as pool:
-        for record in pool.map(_solve_task, tasks, chunksize=chunk):
-            out.append(record)
-            if progress:
-                progress()
-    return out
+    for record in map_unordered(_solve_task, tasks, executor="process", workers=workers,
+                                worker_setup=_init_worker, worker_setup_args=(job,), chunksize=chunk):
+        by_index[record["index"]] = record
+        if progress:
+            progress()
+    return [by_index[task[0]] for task in tasks]
 
 
 def outcomes(result) -> dict[str, float]:
