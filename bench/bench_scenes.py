@@ -35,7 +35,8 @@ def main(argv=None) -> int:
 
     import torch
 
-    from provisioning.backend.scenes.generator import _synchronise, generate_scenes, load_scene_model
+    from provisioning.backend.scenes.generator import generate_scenes, load_scene_model, unet_conditioning
+    from provisioning.backend.sampling import synchronise as _synchronise
 
     torch.set_num_threads(args.threads)
     model = load_scene_model(args.model, device=args.device)
@@ -47,7 +48,7 @@ def main(argv=None) -> int:
     for batch in args.batch:
         prompts = [prompt] * batch
         states, mask = model.encoder.encode(prompts + [negative] * batch)
-        states, mask = states.to(device), mask.to(device)
+        condition = unet_conditioning(states.to(device), mask.to(device))
 
         def bare() -> float:
             unet, scheduler = model.unet, model.scheduler
@@ -58,8 +59,7 @@ def main(argv=None) -> int:
             with torch.inference_mode():
                 scheduler.set_timesteps(args.steps)
                 for t in scheduler.timesteps:
-                    eps_c, eps_n = unet(torch.cat([x, x]), t, encoder_hidden_states=states,
-                                        encoder_attention_mask=mask).sample.chunk(2)
+                    eps_c, eps_n = unet(torch.cat([x, x]), t, **condition).sample.chunk(2)
                     x = scheduler.step(eps_n + scale * (eps_c - eps_n), t, x).prev_sample
             _synchronise(device)
             return time.perf_counter() - start

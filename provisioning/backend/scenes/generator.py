@@ -9,7 +9,12 @@ of 16x16 by ``pixel_unshuffle`` (2x2 pixel blocks), so the "latent" is the image
 a step costs what a 16x16 UNet costs. Tokens (what a user buys) are 4x4-pixel patches of the
 32x32 output: 64 per image. The prompt enters through cross-attention on the MiniLM token
 states (``encoder_hid_dim=384``, ``encoder_hid_dim_type="text_proj"``, padding masked with
-``encoder_attention_mask``). The loop can run a slice ``start..stop`` of a schedule, so a
+``encoder_attention_mask``) and, as SDXL adds its pooled text embedding to the timestep
+embedding, through a global vector: the masked mean of the token states (which is MiniLM's own
+sentence embedding before normalisation) enters as ``class_labels`` of a ``"projection"``
+class embedding, so that every resolution, including the 16x16 blocks without
+cross-attention, sees the prompt. :func:`unet_conditioning` builds both from the encoder's
+output; every call of the UNet goes through it. The loop can run a slice ``start..stop`` of a schedule, so a
 server and a device can each run their part (shared denoising).
 
 Shipped folder (``scenes/models/<name>/``)::
@@ -51,6 +56,7 @@ LATENT_SIZE: int = IMAGE_SIZE // UNSHUFFLE
 _COMMON = dict(
     sample_size=LATENT_SIZE, in_channels=LATENT_CHANNELS, out_channels=LATENT_CHANNELS, layers_per_block=1,
     encoder_hid_dim=TEXT_DIM, encoder_hid_dim_type="text_proj",
+    class_embed_type="projection", projection_class_embeddings_input_dim=TEXT_DIM,
     down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
     up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
 )
@@ -70,6 +76,17 @@ def build_scene_unet(name: str):
     if name not in SCENE_UNET_CONFIGS:
         raise UserError(f"unknown scene model size {name!r}; choose one of {', '.join(SCENE_UNET_CONFIGS)}")
     return UNet2DConditionModel(**SCENE_UNET_CONFIGS[name])
+
+
+def unet_conditioning(states, mask) -> dict:
+    """UNet keyword arguments for MiniLM token states ``(n, L, 384)`` and their mask ``(n, L)``.
+
+    ``encoder_hidden_states`` / ``encoder_attention_mask`` feed cross-attention;
+    ``class_labels`` is the masked mean of the states ``(n, 384)`` (the pooled text vector).
+    """
+    weights = mask.to(states.dtype).unsqueeze(-1)
+    pooled = (states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+    return {"encoder_hidden_states": states, "encoder_attention_mask": mask, "class_labels": pooled}
 
 
 def to_latent(images):
@@ -192,17 +209,16 @@ def denoise_scenes(model: SceneModel, latents, prompts: list[str], total_steps: 
     scale = model.guidance_scale if guidance_scale is None else float(guidance_scale)
     n = len(prompts)
     states, mask = model.encoder.encode(list(prompts) + ([negative_prompt] * n if scale != 1.0 else []))
-    states, mask = states.to(model.device), mask.to(model.device)
+    condition = unet_conditioning(states.to(model.device), mask.to(model.device))
     scheduler = model.scheduler
     scheduler.set_timesteps(int(total_steps))
     x = latents
     with torch.inference_mode():
         for t in scheduler.timesteps[start:stop]:
             if scale == 1.0:
-                eps = model.unet(x, t, encoder_hidden_states=states, encoder_attention_mask=mask).sample
+                eps = model.unet(x, t, **condition).sample
             else:
-                both = model.unet(torch.cat([x, x]), t, encoder_hidden_states=states,
-                                  encoder_attention_mask=mask).sample
+                both = model.unet(torch.cat([x, x]), t, **condition).sample
                 eps_c, eps_n = both.chunk(2)
                 eps = eps_n + scale * (eps_c - eps_n)
             x = scheduler.step(eps, t, x).prev_sample

@@ -141,7 +141,7 @@ def train_generator(cfg: SceneTrainConfig, run_dir: Path, log=print) -> dict:
     from diffusers.training_utils import EMAModel
 
     from ..models import default_device
-    from .generator import build_scene_unet, to_latent
+    from .generator import build_scene_unet, to_latent, unet_conditioning
     from .text import shared_encoder
 
     torch.set_num_threads(cfg.threads)
@@ -198,12 +198,12 @@ def train_generator(cfg: SceneTrainConfig, run_dir: Path, log=print) -> dict:
             xt = noise_schedule.add_noise(x0, noise, t)
             for group in opt.param_groups:
                 group["lr"] = cfg.learning_rate * min(1.0, (step + 1) / cfg.warmup_steps)
+            condition = unet_conditioning(states.to(device), mask.to(device))
             if autocast is not None:
                 with autocast:
-                    pred = unet(xt, t, encoder_hidden_states=states.to(device),
-                                encoder_attention_mask=mask.to(device)).sample
+                    pred = unet(xt, t, **condition).sample
             else:
-                pred = unet(xt, t, encoder_hidden_states=states, encoder_attention_mask=mask).sample
+                pred = unet(xt, t, **condition).sample
             per_image = ((pred.float() - noise) ** 2).mean(dim=(1, 2, 3))
             loss = (per_image * loss_weight[t]).mean()
             opt.zero_grad(set_to_none=True)
