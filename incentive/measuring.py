@@ -17,7 +17,7 @@ from market.seeding import derive_seed
 
 @dataclass
 class Backend:
-    """Loaded backend models (by name) and the evaluator."""
+    """Loaded backend models (by name) and the digits evaluator."""
 
     models: dict
     evaluator: Any
@@ -25,15 +25,15 @@ class Backend:
 
 
 def load_backend(models: dict, config) -> Backend:
-    """Load every model the ASPs run, and the evaluator (torch single-threaded: CPU time is the work)."""
+    """Load every model the ASPs run (digits or scenes, ``load_measured_model``) and the digits evaluator
+    (a scene model brings its judge); torch single-threaded: CPU time is the work."""
     import torch
 
     from provisioning.backend.evaluator import load_evaluator
-    from provisioning.backend.measurement import device_name
-    from provisioning.backend.models import load_model
+    from provisioning.backend.measurement import device_name, load_measured_model
 
     torch.set_num_threads(1)
-    loaded = {name: load_model(name, device=config.device) for name in sorted(set(models.values()))}
+    loaded = {name: load_measured_model(name, device=config.device) for name in sorted(set(models.values()))}
     return Backend(loaded, load_evaluator(), device_name(next(iter(loaded.values()))) if loaded else "cpu")
 
 

@@ -182,16 +182,17 @@ def find_policy(path: str | None = None, scenario_name: str = "paper-3users") ->
 
 def check_models(scenario, market) -> dict[str, str]:
     """ASP name -> backend model for every ASP that serves MUs (``ScenarioError`` naming the field)."""
-    from provisioning.backend.models import MODEL_NAMES
+    from provisioning.backend.measurement import is_measured_model, measured_model_names
 
-    served, out, shipped = set(int(i) for i in market.mu_asp), {}, ", ".join(MODEL_NAMES)
+    served, out, shipped = set(int(i) for i in market.mu_asp), {}, ", ".join(measured_model_names())
     for n, asp in enumerate(scenario.asps):
         if n not in served:
             continue
-        if asp.model is None or (asp.model not in MODEL_NAMES and not (Path(asp.model) / "backend.json").is_file()):
+        if asp.model is None or not is_measured_model(asp.model):
             what = "names no backend model" if asp.model is None else f"runs model {asp.model!r}, which is not shipped"
-            raise ScenarioError(f"ASP {asp.name!r} serves MUs but {what}; shipped models: {shipped} (or a folder "
-                                "with a shipped-layout model)", file=scenario.file, field=f"asp[{n}].model")
+            raise ScenarioError(f"ASP {asp.name!r} serves MUs but {what}; shipped models: {shipped}, each optionally "
+                                "with @STEPS (e.g. scenes-large@10), or a folder with a shipped-layout model",
+                                file=scenario.file, field=f"asp[{n}].model")
         out[asp.name] = asp.model
     return out
 

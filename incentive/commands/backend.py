@@ -5,7 +5,7 @@ Sub-commands::
     incentive backend measure [--model NAME] [--steps T] [--trials N] [--ber B] [--samples S]
                               [--seed X] [--guidance G] [--link-rate BPS] [--out FILE]
                               [--prompt TEXT] [--intent TEXT] [--negative-prompt TEXT] [--list-models]
-    incentive backend calibrate [--out DIR] [--models ...] [--steps ...] [--trials ...] [--ber ...]
+    incentive backend calibrate [--out DIR] [--models NAME[@STEPS] ...] [--steps ...] [--trials ...] [--ber ...]
                                 [--samples S] [--seed X] [--base-scenario FILE]
     incentive backend shared-denoise [--model NAME] [--t0 ...] [--tk ...] [--ber ...]
                                      [--samples S] [--seed X] [--out DIR]
@@ -51,7 +51,9 @@ def register(subparsers) -> None:
 
     c = sub.add_parser("calibrate", help="sweep steps/trials/BER/model; write ASP profiles, quality tables, plots")
     c.add_argument("--out", default="runs/backend-calibration", help="output folder (resumes if it exists)")
-    c.add_argument("--models", nargs="+", default=None, help="models (default: the three shipped)")
+    c.add_argument("--models", nargs="+", default=None,
+                   help="models: shipped digits or scene names, each optionally NAME@STEPS (another default number "
+                        "of denoising steps, e.g. scenes-large@10), or model folders (default: the three digits models)")
     c.add_argument("--steps", nargs="+", type=types.count(1, 1000), default=None, help="steps grid (default 2 5 10 20)")
     c.add_argument("--trials", nargs="+", type=types.count(1, 1024), default=None, help="trials grid at the default steps (default 1..8)")
     c.add_argument("--ber", nargs="+", type=types.probability, default=None, help="BER grid (default 0 0.001 0.003 0.01 0.03 0.1)")
@@ -121,8 +123,14 @@ def _measure(args) -> int:
 
 def _calibrate(args) -> int:
     from incentive.outdir import check_output_dir, open_run_dir
+    from market.errors import UserError
     from provisioning.backend.calibration import CalibrateConfig, calibrate
+    from provisioning.backend.measurement import is_measured_model, measured_model_names
 
+    for name in args.models or ():  # before the output folder is touched
+        if not is_measured_model(name):
+            raise UserError(f"--models: unknown model {name!r}; shipped: {', '.join(measured_model_names())}, each "
+                            "optionally NAME@STEPS (e.g. scenes-large@10), or a folder with a shipped-layout model")
     # measurements resume only under the same samples, seed and link rate (others would be dropped)
     identity = {"samples": args.samples, "seed": args.seed, "link_rate_bps": args.link_rate}
     open_run_dir(check_output_dir(args.out, command="backend calibrate", identity=identity, overwrite=args.overwrite,

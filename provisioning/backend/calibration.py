@@ -6,7 +6,14 @@ measurement (:func:`provisioning.backend.measurement.measure_groups`) and one pr
 alike (same configuration and seed, same profiles: the accuracies are identical, the timings
 are re-measured).
 
-* **ASP profiles** for the market (``market.scenario`` format): per shipped model, its
+Every model :func:`provisioning.backend.measurement.load_measured_model` loads is calibrated the
+same way: the digits models (request ``i`` asks for digit ``i mod 10``, the scorer picks the best
+trial, the judge decides) and the scene models (request ``i`` asks for prompt ``i mod 20`` of a
+seeded workload of fully specified prompts, the judge picks the best trial by the prompt's
+attributes and decides whether the kept image matches the whole intent: the intent-match rate),
+also as configurations at other default steps (``scenes-large@10``).
+
+* **ASP profiles** for the market (``market.scenario`` format): per model, its
   ``accuracy`` (judge accuracy at the model's default steps, one trial, perfect link),
   ``seconds_per_token`` (compute seconds per generated token on this machine at one full
   core: process CPU time on the CPU, synchronised wall-clock time on CUDA, i.e. at unit
@@ -18,7 +25,8 @@ are re-measured).
   default steps): the accuracy a user receives with ``N`` trials over a link at a given BER,
   measured, read back by the pipeline through :func:`best_of_n_accuracy`.
 * **Quality tables** for provisioning (``provisioning.quality.InterpolatedQualityModel``):
-  per model and prompt (digit), the mean and std of the log scorer score of one trial at
+  per model and prompt (digit or workload prompt), the mean and std of the log score (the
+  selection score: the digits scorer's probability, the scene judge's) of one trial at
   BER 0, and the BER sensitivity (least-squares slope of the mean log score against BER,
   sign flipped); prompts are ordered by difficulty ``1 - mean score``.
 * **Plots**: accuracy vs steps per model, accuracy vs BER (per model and trials), latency
@@ -64,7 +72,8 @@ class CalibrateConfig:
     """What ``calibrate`` sweeps (saved as ``config.json`` next to the results)."""
 
     models: list[str] = field(default_factory=lambda: list(MODEL_NAMES))
-    """Models (shipped names or folders of shipped-layout models)."""
+    """Models: shipped digits or scene names, optionally ``NAME@STEPS``, or folders of shipped-layout
+    models (``measurement.load_measured_model``)."""
     steps_grid: list[int] = field(default_factory=lambda: [2, 5, 10, 20])
     """DDIM steps swept at one trial (each model's default steps are added)."""
     trials_grid: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 7, 8])
@@ -102,8 +111,7 @@ def run_sweep(config: CalibrateConfig, out_dir: Path, log=print, loaded: dict | 
     trials grid, at other steps one trial. ``loaded`` maps model names to loaded models (else
     they are loaded here).
     """
-    from .measurement import MeasureConfig, RequestGroup, measure_groups, measure_result
-    from .models import load_model
+    from .measurement import MeasureConfig, RequestGroup, load_measured_model, measure_groups, measure_result
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -125,7 +133,7 @@ def run_sweep(config: CalibrateConfig, out_dir: Path, log=print, loaded: dict | 
     atomic_write_text(store, "".join(json.dumps(r) + "\n" for r in rows))
     bers = [float(b) for b in config.ber_grid]
     for name in config.models:
-        model = (loaded or {}).get(name) or load_model(name)
+        model = (loaded or {}).get(name) or load_measured_model(name)
         for steps in sorted(set(int(s) for s in config.steps_grid) | {model.default_steps}):
             trials_grid = sorted(set(int(t) for t in config.trials_grid)) if steps == model.default_steps else [1]
             todo = [t for t in trials_grid if not all((name, steps, t, b) in done for b in bers)]
@@ -142,6 +150,7 @@ def run_sweep(config: CalibrateConfig, out_dir: Path, log=print, loaded: dict | 
                         row = measure_result(meas, cfg, b).to_dict(per_request=True)
                         row["default_steps"] = model.default_steps
                         row["bits_per_output"] = meas.bits_per_output
+                        row["score"] = _score_description(model)
                         rows.append(row)
                         handle.write(json.dumps(row) + "\n")
                     log(f"{name} steps={steps} trials={t}: accuracy "
@@ -149,6 +158,12 @@ def run_sweep(config: CalibrateConfig, out_dir: Path, log=print, loaded: dict | 
                         + f"; {meas.seconds_per_token * 1e3:.3f} ms per token")
                 handle.flush()
     return rows
+
+
+def _score_description(model) -> str:
+    """What a model's per-request ``quality`` is (the selection score the quality tables hold)."""
+    evaluator = getattr(model, "evaluator", None)
+    return getattr(evaluator, "score_description", "scorer probability of the requested digit")
 
 
 def asp_profile(row: dict) -> dict:
@@ -232,7 +247,8 @@ def quality_tables(rows: list[dict]) -> dict[str, dict]:
             if prompts[i]["difficulty"] <= prompts[i - 1]["difficulty"]:
                 prompts[i]["difficulty"] = prompts[i - 1]["difficulty"] + 1e-9
         out[name] = {
-            "steps": base["config"]["steps"], "ber_grid": bers, "score": "scorer probability of the requested digit",
+            "steps": base["config"]["steps"], "ber_grid": bers,
+            "score": base.get("score", "scorer probability of the requested digit"),
             "prompts": [p["prompt"] for p in prompts],
             "difficulty": [p["difficulty"] for p in prompts],
             "mean_log_score": [p["mean_log_score"] for p in prompts],

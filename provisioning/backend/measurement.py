@@ -25,20 +25,33 @@ is what a server does with many requests, and it makes a measurement several tim
 a CPU than one request per call. Tokens = patches of the output image; bits = 8 bits per
 pixel per image sent.
 
-May import: numpy, torch, diffusers, ``market`` (errors, atomic IO).
+**One measurement for every kind of model.** The digits models (:class:`BackendModel`) are
+measured by the code below directly; any other generator implements :class:`MeasuredModel`
+(its requests' labels, a batched ``generate_batch`` from the requests' own seeded noise, and
+an evaluator with ``score`` for best-of-N selection and ``verdict`` for accuracy). The scene
+models do (``provisioning.backend.scenes.measure.SceneBackend``: request ``i`` asks for prompt
+``i mod P`` of a seeded workload; the verdict is the intent match). Batching, the channel,
+best-of-N selection, the timings and the records are the same code for all of them.
+:func:`load_measured_model` is the registry: a shipped digits or scene name, optionally with
+``@STEPS`` (the same model at other default denoising steps, e.g. ``scenes-large@10``: another
+ASP configuration), or a folder.
+
+May import: numpy, torch, diffusers, ``market`` (errors, atomic IO); ``.scenes`` lazily (the
+registry and the scene adapter).
 """
 from __future__ import annotations
 
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from market.errors import UserError
 
 from .channel import dequantise_unit, quantise_unit, transmit_images
-from .models import BackendModel
+from .models import MODEL_NAMES, BackendModel
 from .sampling import generate, request_seed
 from .stats import bootstrap_mean_interval, wilson_interval
 
@@ -180,6 +193,96 @@ def validate_config(config: MeasureConfig, model: BackendModel) -> MeasureConfig
     return resolved
 
 
+@runtime_checkable
+class MeasuredModel(Protocol):
+    """A generator :func:`measure_groups` can measure besides the digits :class:`BackendModel`.
+
+    Attributes: ``name``, ``device``, ``default_steps``, ``guidance_scale``, ``tokens`` (patches of
+    one output), ``bits`` (bits of one output, 8 per pixel and channel), ``num_classes`` (request
+    ``i`` asks for label ``i mod num_classes``) and ``evaluator``, which has
+    ``score(images, labels) -> (n,)`` (a quality in [0, 1]; the user keeps the best of a request's
+    received trials) and ``verdict(images, labels) -> (judged, correct)`` (an integer code of what
+    the judge read, and whether that is what the request asked for).
+    """
+
+    name: str
+    device: str
+    default_steps: int
+    guidance_scale: float
+    num_classes: int
+    evaluator: Any
+
+    @property
+    def tokens(self) -> int: ...
+
+    @property
+    def bits(self) -> int: ...
+
+    def generate_batch(self, labels, requests, steps: int, guidance_scale: float | None):
+        """Images ``(n, C, H, W)`` in [-1, 1] for per-image ``labels`` and per-request
+        ``(trials, seed)`` (each request's noise from its own seed), compute seconds (CPU time on
+        the CPU, synchronised wall-clock on CUDA) and wall seconds of the batch."""
+
+
+#: Separator of a model configuration's default denoising steps (``"scenes-large@10"``).
+STEPS_SEPARATOR = "@"
+
+
+def split_model_spec(spec: str) -> tuple[str, int | None]:
+    """``"scenes-large@10"`` -> ``("scenes-large", 10)``; ``"digits-large"`` -> ``("digits-large", None)``.
+
+    Raises
+    ------
+    UserError
+        When the part after ``@`` is not an integer in 1..1000.
+    """
+    text = str(spec)
+    base, sep, steps = text.rpartition(STEPS_SEPARATOR)
+    if not sep:
+        return text, None
+    if not steps.isdigit() or not 1 <= int(steps) <= 1000:
+        raise UserError(f"model {text!r}: the steps after {STEPS_SEPARATOR!r} must be an integer in 1..1000")
+    return base, int(steps)
+
+
+def measured_model_names() -> tuple[str, ...]:
+    """Every shipped model :func:`load_measured_model` knows (digits, then scenes)."""
+    from .scenes.generator import SCENE_MODEL_NAMES
+
+    return tuple(MODEL_NAMES) + tuple(SCENE_MODEL_NAMES)
+
+
+def is_measured_model(spec: str) -> bool:
+    """Whether ``spec`` names a shipped model (optionally ``@STEPS``) or a folder with a shipped-layout
+    model (``backend.json``); a malformed ``@STEPS`` is not one."""
+    from pathlib import Path
+
+    try:
+        base, _ = split_model_spec(spec)
+    except UserError:
+        return False
+    return base in measured_model_names() or (Path(base) / "backend.json").is_file()
+
+
+def load_measured_model(spec: str, device: str | None = None):
+    """Load a model for :func:`measure_groups`: a digits :class:`BackendModel` (shipped name, shipped-
+    layout folder or a diffusers pipeline folder) or a scene :class:`MeasuredModel`; ``NAME@STEPS``
+    sets its default steps (and its name is the whole spec, so it is its own ASP configuration)."""
+    from dataclasses import replace
+
+    from .scenes.cli import is_scene_model
+
+    base, steps = split_model_spec(spec)
+    if is_scene_model(base):
+        from .scenes.measure import load_scene_backend
+
+        return load_scene_backend(base, device=device, steps=steps, label=str(spec))
+    from .models import load_model
+
+    model = load_model(base, device=device)
+    return model if steps is None else replace(model, name=str(spec), default_steps=steps)
+
+
 #: Most images denoised in one backend call (requests are packed; a request's trials stay together).
 BATCH_IMAGES = 64
 
@@ -318,6 +421,9 @@ def _generate_batch(model: BackendModel, groups, batch, labels_of, steps: int, g
     from .sampling import denoise, initial_noise, synchronise
 
     labels = np.concatenate([np.full(groups[g].trials, labels_of(g, i), dtype=np.int64) for g, i in batch])
+    if not isinstance(model, BackendModel):  # a MeasuredModel (scenes): its own batched generation
+        return model.generate_batch(labels, [(groups[g].trials, request_seed(groups[g].seed, i)) for g, i in batch],
+                                    steps, guidance_scale)
     if model.unet is None:  # a foreign pipeline: one call per request
         parts, seconds = [], 0.0
         cpu = time.process_time()
@@ -344,6 +450,16 @@ def _kept(scores: np.ndarray, trials: np.ndarray) -> np.ndarray:
     return np.array([start + int(np.argmax(scores[start:start + n])) for start, n in zip(starts, trials)])
 
 
+def _verdict(evaluator, images, labels) -> tuple[np.ndarray, np.ndarray]:
+    """What the judge read on each kept image and whether it is what the request asked for: an
+    evaluator's own ``verdict`` (a scene intent match), else the digits judge's label == the digit."""
+    verdict = getattr(evaluator, "verdict", None)
+    if verdict is not None:
+        return verdict(images, labels)
+    judged = evaluator.judge_labels(images)
+    return judged, judged == labels
+
+
 def _judge_batch(images, batch, groups, trials, labels, evaluator, store) -> None:
     """Channel, best-of-N selection and judging of one batch, vectorised over its requests.
 
@@ -355,9 +471,9 @@ def _judge_batch(images, batch, groups, trials, labels, evaluator, store) -> Non
     per_image = np.repeat(labels, trials)
     if evaluator is not None:
         kept = _kept(evaluator.score(images, per_image), trials)
-        verdict = evaluator.judge_labels(images[kept])
-        for (g, _), v, label in zip(batch, verdict, labels):
-            store[g]["clean"].append(int(v == label))
+        _, right = _verdict(evaluator, images[kept], labels)
+        for (g, _), ok in zip(batch, right):
+            store[g]["clean"].append(int(ok))
     quantised = quantise_unit(images, -1.0, 1.0)
     bits = np.unpackbits(quantised.reshape(-1))
     bits_per_request = trials * (quantised[0].size * 8)
@@ -372,7 +488,7 @@ def _judge_batch(images, batch, groups, trials, labels, evaluator, store) -> Non
             received = dequantise_unit(np.packbits(bits ^ mask.astype(np.uint8)).reshape(quantised.shape), -1.0, 1.0)
             scores = evaluator.score(received, per_image)
             kept = _kept(scores, trials)
-            verdict = evaluator.judge_labels(received[kept])
+            verdict, right = _verdict(evaluator, received[kept], labels)
         for r, (g, _) in enumerate(batch):
             if b < len(groups[g].bers):
                 out = store[g]["ber"][b]
@@ -381,7 +497,7 @@ def _judge_batch(images, batch, groups, trials, labels, evaluator, store) -> Non
                     continue
                 out["quality"].append(float(scores[kept[r]]))
                 out["judged"].append(int(verdict[r]))
-                out["correct"].append(int(verdict[r] == labels[r]))
+                out["correct"].append(int(right[r]))
 
 
 def measure_groups(model: BackendModel, groups, *, steps: int | None = None, guidance_scale: float | None = None,
@@ -391,12 +507,14 @@ def measure_groups(model: BackendModel, groups, *, steps: int | None = None, gui
 
     Parameters
     ----------
-    model : BackendModel
+    model : BackendModel or MeasuredModel
+        A digits model, or any :class:`MeasuredModel` (a scene model from :func:`load_measured_model`).
     groups : sequence of RequestGroup
     steps, guidance_scale : optional
         Denoising steps and guidance (default: the model's).
     evaluator : Evaluator, optional
-        Judge and scorer (default: the shipped ones; a model without classes is not judged).
+        The digits judge and scorer (default: the shipped ones; a model without classes is not
+        judged). A :class:`MeasuredModel` is judged by its own ``evaluator``, never by this one.
     batch_images : int
         Most images per backend call.
     warmup : bool
@@ -413,12 +531,17 @@ def measure_groups(model: BackendModel, groups, *, steps: int | None = None, gui
     steps = int(model.default_steps if steps is None else steps)
     classes = model.num_classes or 1
     judged = model.num_classes is not None
-    if judged and evaluator is None:
+    digits = isinstance(model, BackendModel)
+    if not digits:
+        evaluator = model.evaluator
+    elif judged and evaluator is None:
         from .evaluator import load_evaluator
 
         evaluator = load_evaluator()
-    if warmup and groups:
+    if warmup and groups and digits:
         generate(model, np.zeros(1, dtype=np.int64), min(steps, 2), seed=0, guidance_scale=guidance_scale)
+    elif warmup and groups:
+        model.generate_batch(np.zeros(1, dtype=np.int64), [(1, 0)], min(steps, 2), guidance_scale)
     labels_of = lambda g, i: i % classes  # noqa: E731
     store = [{"labels": [], "compute": [], "wall": [], "clean": [],
               "ber": [{"correct": [], "judged": [], "quality": [], "flipped": 0} for _ in group.bers]}
