@@ -28,12 +28,10 @@ from ..sampling import request_seed
 from ..stats import bootstrap_mean_interval, wilson_interval
 from .generator import SceneModel, denoise_scenes, from_latent, scene_noise
 from .judge import SceneJudge
+from .measure import CONTENT_ATTRIBUTES as _PROMPT_ATTRIBUTES  # what a fully specified prompt states (and "clean")
 from .measure import generate_requests, matches
 from .world import (ATTRIBUTES, COLOURS, OBJECTS, RAW_ATTRIBUTES, SceneDescription, caption, raw_prompt,
                     sample_description)
-
-#: Attributes a fully specified test prompt states (degradation is asked "clean").
-_PROMPT_ATTRIBUTES = ("scene", "object", "colour", "count", "size", "position", "lighting")
 
 
 def _rate(hits) -> dict:
