@@ -4,6 +4,8 @@ and measure true accuracy, tokens and latency, on CUDA when present and on the C
 Public API (imported lazily, so ``import provisioning.backend`` does not load torch)::
 
     load_model(name_or_path="digits-large", device=None) -> BackendModel
+    load_measured_model("scenes-large@10") -> BackendModel | MeasuredModel   (digits or scenes, NAME@STEPS)
+    measure_groups(model, [RequestGroup(...)]) -> list[GroupMeasurement]    (the one measurement)
     measure(model, MeasureConfig(...), bers=None) -> MeasureResult | list[MeasureResult]
     quality_scores(model, labels, trials, steps=None, ber=0.0, seed=0) -> np.ndarray (n, trials)
     calibrate(CalibrateConfig(...), out_dir) -> dict
@@ -24,6 +26,8 @@ _EXPORTS = {
     "load_model": "models", "BackendModel": "models", "MODEL_NAMES": "models", "DEFAULT_MODEL": "models",
     "default_device": "models",
     "measure": "measurement", "MeasureConfig": "measurement", "MeasureResult": "measurement", "quality_scores": "measurement",
+    "measure_groups": "measurement", "RequestGroup": "measurement", "MeasuredModel": "measurement",
+    "load_measured_model": "measurement",
     "calibrate": "calibration", "CalibrateConfig": "calibration",
     "shared_denoise": "shared", "SharedDenoiseConfig": "shared", "SharedDenoiseRow": "shared",
     "generate": "sampling", "denoise": "sampling",
