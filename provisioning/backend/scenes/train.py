@@ -275,10 +275,9 @@ def export_generator(name: str, run_dir: Path, default_steps: int = 20, guidance
 
 
 def _plot_curve(curve: list[dict], path: Path, name: str) -> None:
-    import matplotlib
+    from market.atomic import headless_pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = headless_pyplot()
 
     if not curve:
         return
