@@ -89,6 +89,18 @@ class DenoiseConfig:
     noise_seeds: int = 4
     """Initial-noise seeds a state draws from: generations repeat across episodes (cache hits)."""
 
+    def validate(self) -> None:
+        """Raise a one-line UserError naming the first bad grid (as its command-line option)."""
+        from market.errors import UserError
+
+        checks = (("--t0-grid", self.t0_grid, lambda v: isinstance(v, int) and v >= 0),
+                  ("--tk-grid", self.tk_grid, lambda v: isinstance(v, int) and v >= 1),
+                  ("--ber-levels", self.ber_levels, lambda v: 0.0 <= v <= 0.5))
+        for option, values, ok in checks:
+            if not values or not all(ok(v) for v in values) or list(values) != sorted(set(values)):
+                raise UserError(f"{option} {','.join(map(str, values))}: need distinct values in increasing order"
+                                + (" in [0, 0.5]" if option == "--ber-levels" else " (integers, steps >= 1)"))
+
 
 @dataclass
 class DenoiseState:
@@ -121,7 +133,12 @@ def link_ber(config: DenoiseConfig, gain_db: float, power_dbw: float) -> float:
 
 
 class QoETable:
-    """Evaluator QoE of device images, through the generation cache; one per problem."""
+    """Evaluator QoE of device images, through the generation cache; one per problem.
+
+    A QoE value is a function of the generation key and the user (name and traits) who scores
+    the image, memoised here; its stochastic part is seeded by the key and the user's name, so
+    a user's score of an image does not depend on which device slot the user sits in.
+    """
 
     def __init__(self, config: DenoiseConfig, cache: GenerationCache, judge):
         self.config = config
@@ -129,31 +146,81 @@ class QoETable:
         self.judge = judge
         self._qoe: dict = {}
         self.lookups = 0
+        self.generated_by_lookups = 0
+        """Images generated because a lookup missed the cache (a fill is counted by the fill)."""
+        self.keys_seen: set = set()
 
     def stats(self) -> dict:
-        """The image cache's counters and the share of QoE lookups that generated nothing."""
+        """The image cache's counters and the share of QoE lookups that generated nothing.
+
+        ``share_of_lookups_without_generation`` counts only images generated through lookups
+        (a prior :meth:`GenerationCache.fill` is reported by the fill itself);
+        ``lazy_share_without_generation`` is what an initially empty cache filled on demand would
+        have served: ``1 - distinct keys looked up / lookups``.
+        """
         images = self.cache.stats()
+        generated = self.generated_by_lookups
+        share = 1 - generated / self.lookups if self.lookups else None
+        lazy = 1 - len(self.keys_seen) / self.lookups if self.lookups else None
         return {**images, "qoe_lookups": self.lookups, "distinct_qoe_values": len(self._qoe),
-                "share_of_lookups_without_generation": 1 - images["generated"] / self.lookups if self.lookups else None}
+                "distinct_images_looked_up": len(self.keys_seen), "generated_by_lookups": generated,
+                "share_of_lookups_without_generation": share, "lazy_share_without_generation": lazy}
 
     def qoe(self, state: DenoiseState, requests: list) -> np.ndarray:
         """QoE of ``requests`` = [(device k, t0, t_k, ber)] in ``state``, batched through the judge."""
         self.lookups += len(requests)
-        keys = [GenerationKey(state.server_prompt, state.users[k].prompt, int(t0), int(tk), float(ber), state.seed)
+        keys = [GenerationKey.of(state.server_prompt, state.users[k].prompt, t0, tk, ber, state.seed)
                 for k, t0, tk, ber in requests]
-        todo = [i for i, key in enumerate(keys) if (key, requests[i][0]) not in self._qoe]
+        self.keys_seen.update(keys)
+        users = [state.users[req[0]] for req in requests]
+        memo = [(key, user.name, tuple(user.personality.vector())) for key, user in zip(keys, users)]
+        todo, pending = [], set()
+        for i, m in enumerate(memo):
+            if m not in self._qoe and m not in pending:
+                todo.append(i)
+                pending.add(m)
         if todo:
+            misses = self.cache.misses
             images = np.stack([self.cache.image(keys[i]) for i in todo])
+            self.generated_by_lookups += self.cache.misses - misses
             own = [keys[i].device_prompt for i in todo]
-            other = [keys[i].server_prompt if keys[i].t0 > 0 else None for i in todo]
+            other = [state.server_prompt if keys[i].t0 > 0 else None for i in todo]
             props = measure_properties(self.judge, images, own, other)
             for j, i in enumerate(todo):
-                k = requests[i][0]
                 one = type(props)(**{name: v[j:j + 1] for name, v in props.__dict__.items()})
-                ev = make_evaluator(self.config.evaluator, state.users[k].personality)
-                seed = int(keys[i].digest(str(k))[:8], 16)
-                self._qoe[(keys[i], k)] = float(ev.qoe(one, images[j:j + 1], own[j:j + 1], other[j:j + 1], [seed])[0])
-        return np.array([self._qoe[(key, req[0])] for key, req in zip(keys, requests)])
+                ev = make_evaluator(self.config.evaluator, users[i].personality)
+                seed = int(keys[i].digest(users[i].name)[:8], 16)
+                self._qoe[memo[i]] = float(ev.qoe(one, images[j:j + 1], own[j:j + 1], other[j:j + 1], [seed])[0])
+        return np.array([self._qoe[m] for m in memo])
+
+
+def reachable_ber_levels(config: DenoiseConfig) -> list[float]:
+    """The BER levels a link can land on: every level between those of the best and the worst
+    link (the F-fading BER is monotone in the mean SNR, which ranges over the gain range and
+    the power levels)."""
+    lo, hi = config.gain_db_range
+    best = link_ber(config, hi, max(config.power_levels_dbw))
+    worst = link_ber(config, lo, min(config.power_levels_dbw))
+    return [float(level) for level in config.ber_levels if best <= level <= worst]
+
+
+def key_space(config: DenoiseConfig, users: list) -> list[GenerationKey]:
+    """Every generation key a state over ``users`` can ask for (what a cache fill generates).
+
+    Size: ``|users| |t_k| S`` without server steps plus ``|pairs| |t0 > 0| |t_k| |BER levels| S``
+    with them, where ``S = noise_seeds`` and the pairs are (server user, device user), the
+    device user being any user (itself included) when there are two devices or more.
+    """
+    keys = []
+    prompts = list(dict.fromkeys(u.prompt for u in users))
+    bers = reachable_ber_levels(config)
+    for seed in range(config.noise_seeds):
+        for device in prompts:
+            keys += [GenerationKey.of("", device, 0, tk, 0.0, seed) for tk in config.tk_grid]
+            servers = prompts if config.devices > 1 else [device]
+            keys += [GenerationKey.of(server, device, t0, tk, ber, seed) for server in servers
+                     for t0 in config.t0_grid if t0 > 0 for tk in config.tk_grid for ber in bers]
+    return list(dict.fromkeys(keys))
 
 
 @dataclass
