@@ -103,6 +103,34 @@ def _policy_for(problem: DenoiseProblem, name: str, seed: int, cfg: CompareConfi
     return policy
 
 
+def claims(scores: dict) -> dict:
+    """The paper's two claims, read off the per-seed numbers (nothing is asserted here).
+
+    ``gddpg_reaches_95_percent``: G-DDPG's mean fraction of the optimum and its minimum over
+    seeds against 0.95. ``gddpg_over_ddpg``: the relative sum-QoE gain of G-DDPG over DDPG
+    (ratio of the means over seeds, minus 1; the paper claims about +0.15), the per-seed
+    differences' spread and Welch's t-test on the per-seed sums (seeds are independent runs).
+    """
+    from scipy import stats
+
+    out: dict = {}
+    g = scores.get("gddpg")
+    if g is not None and g["fraction_of_optimum"] is not None:
+        fractions = g["per_seed"]["fraction_of_optimum"]
+        out["gddpg_reaches_95_percent"] = {"mean_fraction": float(np.mean(fractions)), "min_fraction": float(np.min(fractions)),
+                                           "by_mean": bool(np.mean(fractions) >= 0.95),
+                                           "every_seed": bool(np.min(fractions) >= 0.95)}
+    if g is not None and "ddpg" in scores:
+        a, b = np.array(g["per_seed"]["sum_qoe"]), np.array(scores["ddpg"]["per_seed"]["sum_qoe"])
+        welch = stats.ttest_ind(a, b, equal_var=False) if min(len(a), len(b)) > 1 else None
+        out["gddpg_over_ddpg"] = {
+            "relative_sum_qoe_gain": float(a.mean() / b.mean() - 1) if b.mean() > 0 else None,
+            "claimed_gain": 0.15, "sum_qoe_gddpg": float(a.mean()), "sum_qoe_ddpg": float(b.mean()),
+            "welch_t": float(welch.statistic) if welch is not None else None,
+            "welch_p": float(welch.pvalue) if welch is not None else None}
+    return out
+
+
 def compare(problem: DenoiseProblem, cfg: CompareConfig, runs_dir: str | Path | None = None,
             progress=lambda text: None) -> dict:
     """Run the comparison; a JSON-ready dict (see the module docstring).
@@ -138,7 +166,7 @@ def compare(problem: DenoiseProblem, cfg: CompareConfig, runs_dir: str | Path | 
                                      "threshold_violations": record.threshold_violations,
                                      "fraction_of_optimum": fractions},
                         "decisions": record.decisions, "curves": record.curves}
-    return {"policies": scores, "optimum_mean_reward": best_reward, "held_out_states": cfg.held_out_states,
+    return {"policies": scores, "claims": claims(scores), "optimum_mean_reward": best_reward, "held_out_states": cfg.held_out_states,
             "held_out_state_seeds": [HELD_OUT_SEED_BASE + i for i in range(cfg.held_out_states)],
             "seeds": cfg.seeds, "train_steps": cfg.train_steps, "warmup_steps": cfg.warmup_steps,
             "eval_every": cfg.eval_every, "eval_states": cfg.eval_states, "cache": problem.table.stats()}
