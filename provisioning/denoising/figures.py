@@ -133,7 +133,7 @@ def fig9(problem, out: Path) -> Path:
     cells = [(t0, tk, 0.0) for t0 in cfg.t0_grid for tk in cfg.tk_grid]
     rows = _scored(problem, server, device, cells)
     fig = _grid_figure(rows, (len(cfg.t0_grid), len(cfg.tk_grid)), [f"t0={a} tk={b}" for a, b, _ in cells],
-                       f"Fig. 9: server '{server.prompt}', device '{device.prompt}', BER 0")
+                       f"Fig. 9: server '{server.prompt}',\ndevice '{device.prompt}', BER 0")
     return _save(fig, out, "fig9_steps_grid", {"server": server.prompt, "device": device.prompt,
                                                "rows": [{k: v for k, v in r.items() if k != "image"} for r in rows]})
 
@@ -195,7 +195,7 @@ def fig12(evaluation: dict, out: Path, state_index: int = 0) -> Path:
     names = [n for n in ("optimum", "gddpg", "ddpg", "td3", "sac", "random") if n in evaluation["policies"]]
     chosen = {n: evaluation["policies"][n]["decisions"][0][state_index] for n in names}
     devices = len(chosen[names[0]]["tk"])
-    fig, (steps_ax, power_ax) = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig, (steps_ax, power_ax) = plt.subplots(1, 2, figsize=(9, 3.2), constrained_layout=True)
     width = 0.8 / len(names)
     for j, name in enumerate(names):
         d, (colour, _) = chosen[name], STYLE.get(name, ("k", "."))
@@ -228,8 +228,8 @@ def fig13_14(problem, evaluation: dict, out: Path, state_index: int = 0) -> list
               if n in evaluation["policies"]}
     best = marked["optimum"]
     K = cfg.devices
-    fig13, axes13 = plt.subplots(1, K, figsize=(3.2 * K, 3), squeeze=False)
-    fig14, axes14 = plt.subplots(1, K, figsize=(3.2 * K, 3), squeeze=False)
+    fig13, axes13 = plt.subplots(1, K, figsize=(3.4 * K, 3.2), squeeze=False, constrained_layout=True)
+    fig14, axes14 = plt.subplots(1, K, figsize=(3.4 * K, 3.2), squeeze=False, constrained_layout=True)
     bers = [0.0] + [b for b in reachable_ber_levels(cfg) if b > 0]
     data13, data14 = [], []
     for k in range(K):
@@ -250,23 +250,25 @@ def fig13_14(problem, evaluation: dict, out: Path, state_index: int = 0) -> list
         data13.append({"device": k, "user": state.users[k].name, "ber": ber_k, "qoe": grid})
         tk_best = best["tk"][k]
         curves = {t0: [problem.table.qoe(state, [(k, t0, tk_best, b)])[0] for b in bers] for t0 in cfg.t0_grid if t0 > 0}
+        no_server = float(problem.table.qoe(state, [(k, 0, tk_best, 0.0)])[0])
         ax = axes14[0, k]
+        ax.axhline(no_server, color="grey", linestyle="--", linewidth=0.8, label="t0=0 (no link)")
         for t0, values in curves.items():
             ax.plot(range(len(bers)), values, marker=".", label=f"t0={t0}")
-        for name, d in marked.items():
-            if d["t0"] > 0:
-                colour, marker = STYLE[name]
-                x = bers.index(d["ber"][k]) if d["ber"][k] in bers else None
-                if x is not None:
-                    ax.plot(x, d["qoe"][k], marker=marker, color=colour, markersize=10, linestyle="", label=name)
-        ax.set_xticks(range(len(bers)), [f"{b:g}" for b in bers], fontsize=6)
+        for name, d in marked.items():  # a policy's own (t0, t_k) outcome, at its link's BER level
+            colour, marker = STYLE[name]
+            x = bers.index(d["ber"][k]) if d["t0"] > 0 and d["ber"][k] in bers else 0
+            ax.plot(x, d["qoe"][k], marker=marker, color=colour, markersize=10, linestyle="", markerfacecolor="none",
+                    label=f"{name} (t0={d['t0']}, t_k={d['tk'][k]})")
+        ax.set_xticks(range(len(bers)), ["0 (perfect)"] + [f"{b:g}" for b in bers[1:]], fontsize=6)
         ax.set_xlabel("BER level")
         ax.set_ylabel(f"QoE (t_k = {tk_best})")
         ax.set_ylim(0, 1.02)
         ax.set_title(f"device {k + 1} ({state.users[k].name})", fontsize=7)
-        data14.append({"device": k, "user": state.users[k].name, "tk": tk_best, "bers": bers, "qoe": curves})
+        ax.legend(fontsize=5)
+        data14.append({"device": k, "user": state.users[k].name, "tk": tk_best, "bers": bers, "qoe": curves,
+                       "qoe_without_server_steps": no_server})
     axes13[0, 0].legend(fontsize=6)
-    axes14[0, 0].legend(fontsize=6)
     fig13.colorbar(shown, ax=axes13[0, -1], label="QoE")
     fig13.suptitle(f"Fig. 13: QoE over t0 and t_k, held-out state {state_index} (link at the optimum's power)", fontsize=8)
     fig14.suptitle(f"Fig. 14: QoE over the BER level, held-out state {state_index}", fontsize=8)
