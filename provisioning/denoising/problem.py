@@ -349,7 +349,9 @@ class DenoiseEnv(gym.Env):
         super().__init__()
         self.config, self.users, self.table = config, list(users), table
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(1 + 2 * config.devices,), dtype=np.float32)
-        dim = config.devices * (5 + 8 + 3) + 3
+        from provisioning.backend.scenes import ATTRIBUTES
+
+        dim = config.devices * (5 + len(ATTRIBUTES) + 3) + 3
         high = max(1.0, config.device_energy_per_step, config.device_budget / 10.0, config.server_energy_per_step,
                    config.server_budget / 10.0, config.qoe_threshold)
         self.observation_space = gym.spaces.Box(-1.0, high, shape=(dim,), dtype=np.float32)
