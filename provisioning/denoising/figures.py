@@ -16,7 +16,7 @@ Model-based AI-Generated Content", section 5:
 Figs. 8, 9, 13 and 14 read images through the generation cache (generating what is missing);
 11 and 12 read the JSON of ``incentive denoise evaluate``. Every figure is written atomically.
 
-May import: numpy, matplotlib (Agg), ``market`` (errors, atomic IO), this package.
+May import: numpy, matplotlib (through ``market.atomic.headless_pyplot``), ``market`` (errors, atomic IO), this package.
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from market.atomic import headless_pyplot
 from market.errors import UserError
 
 from .evaluators import GA1, GA2
@@ -33,15 +34,6 @@ from .problem import User, draw_state, link_ber, reachable_ber_levels
 #: Policy colours and markers shared by every figure.
 STYLE = {"optimum": ("black", "*"), "gddpg": ("tab:red", "o"), "ddpg": ("tab:blue", "x"), "td3": ("tab:green", "s"),
          "sac": ("tab:purple", "^"), "random": ("tab:grey", "d")}
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _save(fig, out: Path, name: str, data: dict) -> Path:
@@ -102,7 +94,7 @@ def _scored(problem, server: User, device: User, cells: list) -> list[dict]:
 
 
 def _grid_figure(rows: list, shape: tuple, titles, suptitle: str):
-    plt = _pyplot()
+    plt = headless_pyplot()
     fig, axes = plt.subplots(*shape, figsize=(1.45 * shape[1], 1.75 * shape[0]), squeeze=False)
     for ax, row, title in zip(axes.ravel(), rows, titles):
         ax.imshow(_rgb(row["image"]), interpolation="nearest")
@@ -145,7 +137,7 @@ def fig10(judge, out: Path, seeds: int = 200) -> Path:
     """Evaluator consistency: GA1/GA2 x two rendered images x ``seeds`` seeds."""
     from .consistency import consistency, rendered_pair
 
-    plt = _pyplot()
+    plt = headless_pyplot()
     images, own, other = rendered_pair()
     rows = consistency(judge, images, own, other, seeds=seeds)
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -164,7 +156,7 @@ def fig10(judge, out: Path, seeds: int = 200) -> Path:
 
 def fig11(evaluation: dict, out: Path) -> Path:
     """Test reward curves (fraction of the optimum on validation states), mean +/- sd over seeds."""
-    plt = _pyplot()
+    plt = headless_pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     data = {}
     for name, row in evaluation["policies"].items():
@@ -191,7 +183,7 @@ def fig11(evaluation: dict, out: Path) -> Path:
 
 def fig12(evaluation: dict, out: Path, state_index: int = 0) -> Path:
     """The allocation each policy (seed 0) chooses in held-out state ``state_index``."""
-    plt = _pyplot()
+    plt = headless_pyplot()
     names = [n for n in ("optimum", "gddpg", "ddpg", "td3", "sac", "random") if n in evaluation["policies"]]
     chosen = {n: evaluation["policies"][n]["decisions"][0][state_index] for n in names}
     devices = len(chosen[names[0]]["tk"])
@@ -221,7 +213,7 @@ def _held_out_state(problem, evaluation: dict, state_index: int):
 def fig13_14(problem, evaluation: dict, out: Path, state_index: int = 0) -> list[Path]:
     """QoE over ``(t0, t_k)`` (Fig. 13) and over the BER level (Fig. 14) per device of one held-out
     state, with the optimal and the G-DDPG (seed 0) allocation marked."""
-    plt = _pyplot()
+    plt = headless_pyplot()
     cfg = problem.config
     state = _held_out_state(problem, evaluation, state_index)
     marked = {n: evaluation["policies"][n]["decisions"][0][state_index] for n in ("optimum", "gddpg", "ddpg")
