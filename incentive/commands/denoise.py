@@ -209,6 +209,9 @@ def _evaluate(args) -> int:
         print(f"{name:8s} sum QoE {row['sum_qoe']['mean']:.3f} +/- {row['sum_qoe']['std'] or 0:.3f}  "
               f"fraction of optimum {fraction['mean'] if fraction else float('nan'):.3f}  "
               f"violations {row['threshold_violations']['mean']:.2f}")
+    fixed = result["best_fixed_allocation"]
+    print(f"(best fixed allocation in hindsight: sum QoE {fixed['sum_qoe']:.3f}, fraction of optimum "
+          f"{fixed['fraction_of_optimum'] if fixed['fraction_of_optimum'] is not None else float('nan'):.3f})")
     return 0
 
 

@@ -261,31 +261,56 @@ def outcome(config: DenoiseConfig, table: QoETable, state: DenoiseState, alloc: 
     return Outcome(float(reward), qoe, t0, tk, power, ber, device_excess, shortfall, server_excess)
 
 
+def _device_values(config: DenoiseConfig, table: QoETable, state: DenoiseState, t0: int) -> np.ndarray:
+    """``(K, L, |t_k|)``: each device's separable reward part (QoE minus its device and threshold
+    penalties) for every power level and device step count, given the server steps ``t0``."""
+    tk = np.asarray(config.tk_grid, dtype=float)
+    device_penalty = config.penalty_device * np.maximum(0.0, config.device_energy_per_step * tk - config.device_budget)
+    values = np.zeros((config.devices, len(config.power_levels_dbw), len(tk)))
+    for k in range(config.devices):
+        for p, power in enumerate(config.power_levels_dbw):
+            ber = link_ber(config, state.gain_db[k], power) if t0 > 0 else 0.0
+            q = table.qoe(state, [(k, t0, steps, ber) for steps in config.tk_grid])
+            values[k, p] = q - device_penalty - config.penalty_threshold * np.maximum(0.0, config.qoe_threshold - q)
+    return values
+
+
+def _best_over_powers(config: DenoiseConfig, values: np.ndarray, t0: int, weight: float = 1.0):
+    """``(total, t_k indices, power indices)`` maximising the summed parts minus ``weight`` times the
+    server penalty, over every power vector (the best ``t_k`` per device and power level)."""
+    part, arg = values.max(axis=2), values.argmax(axis=2)
+    best = None
+    for powers in itertools.product(range(len(config.power_levels_dbw)), repeat=config.devices):
+        total = sum(part[k, p] for k, p in enumerate(powers)) - weight * config.penalty_server * max(
+            0.0, config.server_energy_per_step * t0
+            + config.power_energy * sum(config.power_levels_dbw[p] for p in powers) - config.server_budget)
+        if best is None or total > best[0] + 1e-12:
+            best = (total, tuple(int(arg[k, p]) for k, p in enumerate(powers)), tuple(powers))
+    return best
+
+
 def optimum(config: DenoiseConfig, table: QoETable, state: DenoiseState) -> tuple[Allocation, Outcome]:
     """The exact best allocation of ``state`` over the whole grid (see the module docstring)."""
-    K, L = config.devices, len(config.power_levels_dbw)
     best = None
     for i0, t0 in enumerate(config.t0_grid):
-        # per device and power level: the best device-separable reward part and its t_k index
-        part = np.zeros((K, L))
-        arg = np.zeros((K, L), dtype=int)
-        for k in range(K):
-            for p, power in enumerate(config.power_levels_dbw):
-                ber = link_ber(config, state.gain_db[k], power) if t0 > 0 else 0.0
-                q = table.qoe(state, [(k, t0, tk, ber) for tk in config.tk_grid])
-                tk = np.asarray(config.tk_grid, dtype=float)
-                value = (q - config.penalty_device * np.maximum(0.0, config.device_energy_per_step * tk - config.device_budget)
-                         - config.penalty_threshold * np.maximum(0.0, config.qoe_threshold - q))
-                arg[k, p] = int(np.argmax(value))
-                part[k, p] = value[arg[k, p]]
-        for powers in itertools.product(range(L), repeat=K):
-            total = sum(part[k, p] for k, p in enumerate(powers)) - config.penalty_server * max(
-                0.0, config.server_energy_per_step * t0
-                + config.power_energy * sum(config.power_levels_dbw[p] for p in powers) - config.server_budget)
-            if best is None or total > best[0] + 1e-12:
-                best = (total, Allocation(i0, tuple(int(arg[k, p]) for k, p in enumerate(powers)), tuple(powers)))
+        total, tk_index, power_index = _best_over_powers(config, _device_values(config, table, state, t0), t0)
+        if best is None or total > best[0] + 1e-12:
+            best = (total, Allocation(i0, tk_index, power_index))
     alloc = best[1]
     return alloc, outcome(config, table, state, alloc)
+
+
+def best_fixed_allocation(config: DenoiseConfig, table: QoETable, states: list) -> Allocation:
+    """The one allocation (per device slot) with the highest total reward over ``states``, chosen
+    in hindsight: what a policy that ignores the state could reach at best. Exact by the same
+    separation as :func:`optimum`, with the device parts summed over the states."""
+    best = None
+    for i0, t0 in enumerate(config.t0_grid):
+        values = sum(_device_values(config, table, s, t0) for s in states)
+        total, tk_index, power_index = _best_over_powers(config, values, t0, weight=len(states))
+        if best is None or total > best[0] + 1e-12:
+            best = (total, Allocation(i0, tk_index, power_index))
+    return best[1]
 
 
 def decode_action(config: DenoiseConfig, action) -> Allocation:

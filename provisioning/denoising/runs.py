@@ -29,7 +29,7 @@ from .learning import (
     HELD_OUT_SEED_BASE, DenoiseProblem, DenoiseValidation, UniformRandomPolicy, decide, learner_overrides,
     train_learner_run,
 )
-from .problem import optimum
+from .problem import best_fixed_allocation, optimum, outcome
 
 __all__ = ["LEARNERS", "POLICIES", "CompareConfig", "compare", "learner_overrides", "HELD_OUT_SEED_BASE"]
 
@@ -166,7 +166,16 @@ def compare(problem: DenoiseProblem, cfg: CompareConfig, runs_dir: str | Path | 
                                      "threshold_violations": record.threshold_violations,
                                      "fraction_of_optimum": fractions},
                         "decisions": record.decisions, "curves": record.curves}
-    return {"policies": scores, "claims": claims(scores), "optimum_mean_reward": best_reward, "held_out_states": cfg.held_out_states,
+    fixed = best_fixed_allocation(problem.config, problem.table, states)
+    fixed_results = [outcome(problem.config, problem.table, s, fixed) for s in states]
+    fixed_reward = float(np.mean([r.reward for r in fixed_results]))
+    reference = {"what": "the one allocation with the best total reward over the held-out states, chosen in "
+                         "hindsight: the most a policy that ignores the state can reach",
+                 "sum_qoe": float(np.mean([r.sum_qoe for r in fixed_results])), "reward": fixed_reward,
+                 "fraction_of_optimum": fixed_reward / best_reward if best_reward > 0 else None,
+                 "threshold_violations": float(np.mean([r.threshold_violations for r in fixed_results])),
+                 "allocation": decision_record(fixed, fixed_results[0])}
+    return {"policies": scores, "claims": claims(scores), "best_fixed_allocation": reference, "optimum_mean_reward": best_reward, "held_out_states": cfg.held_out_states,
             "held_out_state_seeds": [HELD_OUT_SEED_BASE + i for i in range(cfg.held_out_states)],
             "seeds": cfg.seeds, "train_steps": cfg.train_steps, "warmup_steps": cfg.warmup_steps,
             "eval_every": cfg.eval_every, "eval_states": cfg.eval_states, "cache": problem.table.stats()}
