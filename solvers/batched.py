@@ -32,6 +32,7 @@ import numpy as np
 
 from market.errors import UserError
 from market.followers import best_response, kkt_residuals_per_asp
+from market.search import golden_max
 from market.model import Market
 from solvers.certificate import Certificate, certify
 
@@ -78,7 +79,9 @@ class BatchResult:
     max_relative_reward_distance: np.ndarray
     """(K,) each market's largest bound on |reward - best response| / reward."""
     passed: np.ndarray
-    """(K,) bool: the market's certificate passes (regret and KKT within ``tolerance``)."""
+    """(K,) bool: the market's certificate passes (regret, KKT and QoE floors within ``tolerance``)."""
+    floor_violation: np.ndarray
+    """(K,) each market's largest QoE-floor shortfall (QoE units; 0 where no floor binds)."""
     tolerance: float
     """Certificate tolerance (relative)."""
     solve_time_s: float
@@ -111,7 +114,7 @@ class BatchResult:
         c = self.certificate
         return replace(c, regret=c.regret[part], relative_regret=c.relative_regret[part],
                        best_deviation=c.best_deviation[part], reward_distance=c.reward_distance[part],
-                       rewards=c.rewards[part], kkt=self._kkt[k])
+                       rewards=c.rewards[part], kkt=self._kkt[k], floor_violation=float(self.floor_violation[k]))
 
 
 def solve_batch(markets: list[Market], *, backend: str = "numpy", tolerance: float = 1e-6,
@@ -151,7 +154,7 @@ def solve_batch(markets: list[Market], *, backend: str = "numpy", tolerance: flo
     passed = (rel <= tolerance) & (kkt_max <= tolerance) & (floor <= tolerance)
     cert_time = time.perf_counter() - start
     out = BatchResult(rewards=rewards.reshape(k, m), max_relative_regret=rel, kkt_residual=kkt_max,
-                      max_relative_reward_distance=dist, passed=passed, tolerance=tolerance,
+                      max_relative_reward_distance=dist, passed=passed, floor_violation=floor, tolerance=tolerance,
                       solve_time_s=solve_time, certificate_time_s=cert_time, iterations=iterations, backend=used,
                       union=union, certificate=cert)
     from market.followers import KKTResiduals
@@ -183,6 +186,7 @@ def _resolve_alone(batch: BatchResult, markets: list[Market], solver: str, toler
         batch.rewards[k] = result.rewards
         batch.max_relative_regret[k], batch.kkt_residual[k] = c.max_relative_regret, c.kkt_residual
         batch.max_relative_reward_distance[k] = c.max_relative_reward_distance
+        batch.floor_violation[k] = c.floor_violation
         batch.passed[k] = c.passed
         batch.resolved[int(k)] = c
     batch.solve_time_s += time.perf_counter() - start
@@ -218,7 +222,6 @@ def best_response_torch(market: Market, *, tolerance: float = 1e-6, max_iteratio
     r = 0.5 * (lo + hi)
     n_asps = market.n_asps
     turns = [torch.as_tensor(idx, device=dev) for idx in gauss_seidel_turns(market)]
-    golden = (5.0 ** 0.5 - 1.0) / 2.0
 
     def totals(rewards):
         return [torch.zeros(n_asps, dtype=torch.float64, device=dev).index_add_(0, asp, torch.sqrt(need * rewards))
@@ -247,19 +250,8 @@ def best_response_torch(market: Market, *, tolerance: float = 1e-6, max_iteratio
             others = [torch.clamp(total[asp[idx]] - torch.sqrt(need[idx] * ri), min=0.0)
                       for total, need in zip(sums, needs)]
             utility = turn_utility(idx, others)
-            a, b = lo[idx].clone(), hi[idx].clone()
-            c, d = b - golden * (b - a), a + golden * (b - a)
-            fc, fd = utility(c), utility(d)
-            for _ in range(golden_iterations):
-                left = fc >= fd
-                a, b = torch.where(left, a, c), torch.where(left, d, b)
-                probe = torch.where(left, b - golden * (b - a), a + golden * (b - a))
-                fp = utility(probe)
-                c, d = torch.where(left, probe, d), torch.where(left, c, probe)
-                fc, fd = torch.where(left, fp, fd), torch.where(left, fc, fp)
+            best, best_v = golden_max(utility, lo[idx], hi[idx], golden_iterations)
             # the ends of the box are candidates too (golden section never evaluates them)
-            best = torch.where(fc >= fd, c, d)
-            best_v = torch.maximum(fc, fd)
             for end in (lo[idx], hi[idx]):
                 ve = utility(end)
                 best = torch.where(ve > best_v, end, best)

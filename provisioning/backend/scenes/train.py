@@ -269,6 +269,8 @@ def export_generator(name: str, run_dir: Path, default_steps: int = 20, guidance
         "command": f"nice -n 5 python -m provisioning.backend.scenes.train generator --model {name} "
                    f"--max-steps {ckpt['step']} --seed {cfg['seed']} --batch-size {cfg['batch_size']} "
                    f"--pool-size {cfg['pool_size']} --learning-rate {cfg['learning_rate']} --run-dir {run_dir}",
+        "export_command": f"python -m provisioning.backend.scenes.train export --model {name} --run-dir {run_dir} "
+                          f"--default-steps {default_steps} --guidance-scale {guidance_scale}",
     }
     atomic_write_json(out_dir / "training.json", record)
     return record
