@@ -229,7 +229,9 @@ class GenerationCache:
         import time
 
         keys = list(dict.fromkeys(keys))
-        todo = [k for k in keys if not self.contains(k)]
+        # schedule-major order: a chunk holds few (t0, t_k) groups, so the batches are large
+        todo = sorted((k for k in keys if not self.contains(k)),
+                      key=lambda k: (k.t0, k.tk, k.server_prompt, k.seed, k.device_prompt, k.ber))
         begin = time.perf_counter()
         step = 512
         for start in range(0, len(todo), step):
