@@ -95,7 +95,8 @@ def _scored(problem, server: User, device: User, cells: list) -> list[dict]:
 
 def _grid_figure(rows: list, shape: tuple, titles, suptitle: str):
     plt = headless_pyplot()
-    fig, axes = plt.subplots(*shape, figsize=(1.45 * shape[1], 1.75 * shape[0]), squeeze=False)
+    fig, axes = plt.subplots(*shape, figsize=(max(6.0, 1.45 * shape[1]), 1.75 * shape[0] + 0.6), squeeze=False,
+                             constrained_layout=True)
     for ax, row, title in zip(axes.ravel(), rows, titles):
         ax.imshow(_rgb(row["image"]), interpolation="nearest")
         ax.set_title(f"{title}\nGA1 {row['GA1']:.2f} GA2 {row['GA2']:.2f}", fontsize=6)
