@@ -45,6 +45,9 @@ def register(subparsers) -> None:
     d.add_argument("--powers", nargs="+", type=types.number(0.0, 1e3, low_open=True), default=[0.001, 0.01, 0.1],
                    help="transmit powers in watts (default 0.001 0.01 0.1)")
     _generator_options(d)
+    d.add_argument("--scorer", default="judge",
+                   help="user-side scorer: judge (intent match x degradation) or a personality-conditioned evaluator, "
+                        "big-five:GA1, big-five:GA2 or big-five:O,C,E,A,N (default judge)")
     d.add_argument("--seed", type=types.seed, default=0)
     d.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -136,7 +139,7 @@ def _dataset(args) -> int:
     from provisioning.prompting.corpus import WorldPromptOptimizer
     from provisioning.prompting.dataset import DatasetConfig, DemonstrationDataset, build_dataset
     from provisioning.prompting.experiment import make_generator
-    from provisioning.prompting.requests import JudgeScorer
+    from provisioning.prompting.requests import make_scorer
     from provisioning.prompting.strategies import strategies
 
     torch.set_num_threads(args.threads)
@@ -145,10 +148,11 @@ def _dataset(args) -> int:
         raise UserError(f"--out {out}: exists; pass --overwrite to replace it")
     exclude = frozenset(r.raw for r in DemonstrationDataset.load(args.exclude).requests) if args.exclude else frozenset()
     requests = _requests(args, exclude)
+    scorer = make_scorer(args.scorer)
     cfg = DatasetConfig(powers_w=tuple(args.powers), images=args.images, seed=args.seed)
     dataset = build_dataset(requests, strategies(), WorldPromptOptimizer(), make_generator(args.generator, args.steps),
-                            JudgeScorer(), cfg, out=out, progress=not args.quiet)
-    _emit({"dataset": str(out), "requests": len(requests), "strategies": len(dataset.strategies),
+                            scorer, cfg, out=out, progress=not args.quiet)
+    _emit({"dataset": str(out), "scorer": scorer.name, "requests": len(requests), "strategies": len(dataset.strategies),
            "powers_w": list(cfg.powers_w), "ber": dataset.ber.tolist(), "images": cfg.images,
            "entries": int(dataset.scores.size), "bytes": out.stat().st_size,
            "build_seconds": round(dataset.build_seconds, 2),
@@ -241,7 +245,7 @@ def _heldout(args, train_ds):
     from provisioning.prompting.corpus import WorldPromptOptimizer
     from provisioning.prompting.dataset import DatasetConfig, DemonstrationDataset, build_dataset
     from provisioning.prompting.experiment import make_generator
-    from provisioning.prompting.requests import JudgeScorer
+    from provisioning.prompting.requests import make_scorer
     from provisioning.prompting.strategies import get_strategy
 
     if args.heldout:
@@ -255,7 +259,7 @@ def _heldout(args, train_ds):
                         seed=int(train_ds.config.get("seed", 0)) + 1)
     generator = make_generator(train_ds.config.get("generator") or args.generator, args.steps)
     return build_dataset(requests, [get_strategy(s) for s in train_ds.strategies], WorldPromptOptimizer(), generator,
-                         JudgeScorer(), cfg, progress=False)
+                         make_scorer(train_ds.config.get("scorer") or "judge"), cfg, progress=False)
 
 
 def _evaluate_saved(args, heldout, policies, seeds, cfg):
