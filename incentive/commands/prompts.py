@@ -9,6 +9,8 @@ Sub-commands::
     incentive prompts evaluate --dataset FILE.npz (--heldout FILE.npz | --requests FILE | --count N)
                                [--policy NAME ...] [--seeds K] [--timesteps T] [--models DIR] [--out FILE]
     incentive prompts rounds --evaluation FILE.json [--confidence C] [--model auto|empirical|normal] [--out FILE]
+    incentive prompts figures --evaluation FILE.json [--rounds FILE.json] --out DIR       (Figs. 11, 12)
+    incentive prompts grid --out DIR [--requests FILE | --count 3] [--generator NAME] [--scorer S] [--power W]  (Fig. 10)
 
 Cheap to import: numpy-only modules at the top; torch, SB3 and imitation load in the handlers.
 
@@ -77,6 +79,23 @@ def register(subparsers) -> None:
     r.add_argument("--model", choices=("auto", "empirical", "normal"), default="auto")
     r.add_argument("--out", default=None)
     r.set_defaults(func=_rounds)
+
+    f = sub.add_parser("figures", help="Fig. 11 (training curves, converged scores) and Fig. 12 (service rounds)")
+    f.add_argument("--evaluation", required=True, help="a `prompts evaluate` JSON")
+    f.add_argument("--rounds", default=None, help="a `prompts rounds` JSON (Fig. 12)")
+    f.add_argument("--out", required=True, help="folder for fig11-training.png and fig12-rounds.png")
+    f.set_defaults(func=_figures)
+
+    g = sub.add_parser("grid", help="Fig. 10: the strategies on three prompts, received images and scores")
+    g.add_argument("--out", required=True, help="folder for fig10-strategies.png and fig10-strategies.json")
+    _request_source(g)
+    _generator_options(g)
+    g.add_argument("--scorer", default="judge", help="user-side scorer (as for `prompts dataset`)")
+    g.add_argument("--power", type=types.number(0.0, 1e3, low_open=True), default=0.1,
+                   help="transmit power in watts (default 0.1)")
+    g.add_argument("--images", type=types.count(1, 64), default=2, help="images per cell (score = their mean)")
+    g.add_argument("--seed", type=types.seed, default=0)
+    g.set_defaults(func=_grid)
 
 
 def _request_source(p) -> None:
@@ -316,4 +335,57 @@ def _rounds(args) -> int:
         if "gail" in out and base in out and out[base]["single_round_share"] > 0:
             ratios[f"gail_over_{base}"] = out["gail"]["single_round_share"] / out[base]["single_round_share"]
     _emit({"confidence": args.confidence, "policies": out, "single_round_ratios": ratios}, args.out)
+    return 0
+
+
+def _read_json(path: str, what: str) -> dict:
+    from market.errors import UserError
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data["policies"]
+        return data
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{path}: not a `prompts {what}` JSON ({exc})") from None
+
+
+def _figures(args) -> int:
+    from provisioning.prompting.figures import plot_rounds, plot_training
+
+    folder = Path(args.out)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = [str(plot_training(_read_json(args.evaluation, "evaluate"), folder / "fig11-training.png"))]
+    if args.rounds:
+        written.append(str(plot_rounds(_read_json(args.rounds, "rounds"), folder / "fig12-rounds.png")))
+    print(json.dumps({"figures": written}, indent=2))
+    return 0
+
+
+def _grid(args) -> int:
+    import torch
+
+    from market.atomic import atomic_write_json
+    from provisioning.prompting.corpus import WorldPromptOptimizer
+    from provisioning.prompting.experiment import make_generator
+    from provisioning.prompting.figures import grid_record, plot_strategy_grid, strategy_grid
+    from provisioning.prompting.requests import make_scorer
+    from provisioning.prompting.strategies import strategies
+
+    torch.set_num_threads(args.threads)
+    if not args.requests and not args.count:
+        args.count = 3
+    requests = _requests(args)
+    generator, scorer = make_generator(args.generator, args.steps), make_scorer(args.scorer)
+    cells, pictures = strategy_grid(requests, strategies(), WorldPromptOptimizer(), generator, scorer, args.power,
+                                    images=args.images, seed=args.seed)
+    folder = Path(args.out)
+    folder.mkdir(parents=True, exist_ok=True)
+    record = grid_record(requests, cells, args.power, generator.name, scorer.name)
+    atomic_write_json(folder / "fig10-strategies.json", record)
+    plot_strategy_grid(requests, cells, pictures, folder / "fig10-strategies.png",
+                       title=f"{generator.name}, {scorer.name}, {args.power:g} W: strategy: mean score of "
+                             f"{args.images} received image(s)")
+    means = [[round(float(sum(c.scores) / len(c.scores)), 3) for c in cells if c.request == j]
+             for j in range(len(requests))]
+    print(json.dumps({"figure": str(folder / "fig10-strategies.png"), "mean_score": means}, indent=2))
     return 0

@@ -23,7 +23,8 @@ from market.errors import ScenarioError, UserError
 
 from .dataset import ImageGenerator, RenderImageGenerator, SceneImageGenerator
 from .imitation_env import (ConstantPolicy, PolicyScore, RandomStrategyPolicy, StrategyTable, TrainConfig,
-                            _cells, evaluate_actions, evaluate_expert, train_gail, train_ppo)
+                            _cells, evaluate_actions, evaluate_expert, evaluate_policy_table, train_gail,
+                            train_ppo)
 from .requests import Request
 from .strategies import EMPIRICAL_STRATEGY
 
@@ -93,6 +94,9 @@ class PolicyResult:
     name: str
     per_seed: list[PolicyScore]
     score_samples: list[float] = field(default_factory=list)
+    curves: list[list[list[float]]] = field(default_factory=list)
+    """GAIL / PPO, per seed: ``[timesteps, held-out mean score, training-table mean score]`` after
+    every rollout (Fig. 11's training curves)."""
 
     def summary(self) -> dict:
         def stat(key: str) -> dict:
@@ -101,7 +105,7 @@ class PolicyResult:
                     "min": float(values.min()), "max": float(values.max())}
         return {"mean_score": stat("mean_score"), "single_round_success": stat("single_round_success"),
                 "fraction_of_expert": stat("fraction_of_expert"), "seeds": len(self.per_seed),
-                "per_seed": [asdict(s) for s in self.per_seed]}
+                "per_seed": [asdict(s) for s in self.per_seed], "curves": self.curves}
 
 
 def evaluate_policies(train: StrategyTable, heldout: StrategyTable, policies: Sequence[str], seeds: Sequence[int],
@@ -126,8 +130,12 @@ def evaluate_policies(train: StrategyTable, heldout: StrategyTable, policies: Se
             elif name == "random":
                 actions = RandomStrategyPolicy(heldout.num_strategies, seed).choose(obs)
             else:
-                policy = (train_gail if name == "gail" else train_ppo)(train, cfg, seed)
+                curve: list[list[float]] = []
+                monitor = (lambda t, p: curve.append([t, evaluate_policy_table(p, heldout, cfg.horizon).mean_score,
+                                                      evaluate_policy_table(p, train, cfg.horizon).mean_score]))
+                policy = (train_gail if name == "gail" else train_ppo)(train, cfg, seed, monitor)
                 actions = policy.choose(obs)
+                result.curves.append(curve)
             result.per_seed.append(evaluate_actions(heldout, actions))
             result.score_samples.extend(float(x) for x in heldout.scores[j, np.asarray(actions), m].ravel())
             if progress is not None:

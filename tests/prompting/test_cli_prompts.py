@@ -69,3 +69,31 @@ def test_dataset_evaluate_rounds_at_tiny_size(tmp_path, capsys):
     rounds = json.loads(capsys.readouterr().out)
     assert len(rounds["policies"]["expert"]["rounds"]) == 11
     assert main(["prompts", "rounds", "--evaluation", str(d)]) == 2
+
+
+def test_curves_figures_and_grid_at_tiny_size(tmp_path, capsys):
+    """evaluate records PPO's training curve per seed (GAIL's: the slow test); figures and grid write PNGs."""
+    d, e = tmp_path / "d.npz", tmp_path / "e.npz"
+    assert main(["prompts", "dataset", "--out", str(d), "--count", "4", "--images", "2", "--quiet"]) == 0
+    assert main(["prompts", "dataset", "--out", str(e), "--count", "2", "--images", "2", "--seed", "1",
+                 "--exclude", str(d), "--quiet"]) == 0
+    capsys.readouterr()
+    evaluation, rounds = tmp_path / "eval.json", tmp_path / "rounds.json"
+    assert main(["prompts", "evaluate", "--dataset", str(d), "--heldout", str(e), "--seeds", "2", "--timesteps", "512",
+                 "--policy", "ppo", "empirical", "--out", str(evaluation)]) == 0
+    data = json.loads(evaluation.read_text())
+    for name in ("ppo",):
+        curves = data["policies"][name]["curves"]
+        assert len(curves) == 2 and [p[0] for p in curves[0]] == [256, 512]
+        # the curve's last held-out point is the evaluated policy's score
+        assert [c[-1][1] for c in curves] == pytest.approx([s["mean_score"] for s in data["policies"][name]["per_seed"]])
+    assert data["policies"]["empirical"]["curves"] == []
+    assert main(["prompts", "rounds", "--evaluation", str(evaluation), "--out", str(rounds)]) == 0
+    assert main(["prompts", "figures", "--evaluation", str(evaluation), "--rounds", str(rounds),
+                 "--out", str(tmp_path / "fig")]) == 0
+    assert main(["prompts", "grid", "--out", str(tmp_path / "fig"), "--images", "1", "--scorer", "big-five:GA2"]) == 0
+    grid = json.loads((tmp_path / "fig" / "fig10-strategies.json").read_text())
+    assert len(grid["cells"]) == 3 * 7 and grid["scorer"] == "big-five:GA2"
+    for png in ("fig10-strategies.png", "fig11-training.png", "fig12-rounds.png"):
+        assert (tmp_path / "fig" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["prompts", "figures", "--evaluation", str(d), "--out", str(tmp_path / "fig")]) == 2

@@ -86,7 +86,11 @@ def test_gail_beats_random_on_the_render_dataset():
     dataset = build_dataset(sample_requests(12, seed=0), strategies()[:7], WorldPromptOptimizer(),
                             RenderImageGenerator(), JudgeScorer(), DatasetConfig(images=4), progress=False)
     table = StrategyTable.from_dataset(dataset, keyword_embedding)
-    gail = evaluate_policy_table(train_gail(table, TrainConfig(total_timesteps=3072), seed=0), table, 3)
+    curve = []
+    policy = train_gail(table, TrainConfig(total_timesteps=3072), seed=0,
+                        monitor=lambda t, p: curve.append((t, evaluate_policy_table(p, table, 3).mean_score)))
+    gail = evaluate_policy_table(policy, table, 3)
+    assert [t for t, _ in curve] == [256 * (i + 1) for i in range(12)] and curve[-1][1] == gail.mean_score
     random = np.mean([evaluate_policy_table(RandomStrategyPolicy(7, s), table, 3).mean_score for s in range(5)])
     assert gail.mean_score > random
 
