@@ -9,6 +9,8 @@ Sub-commands::
     incentive prompts evaluate --dataset FILE.npz (--heldout FILE.npz | --requests FILE | --count N)
                                [--policy NAME ...] [--seeds K] [--timesteps T] [--models DIR] [--out FILE]
     incentive prompts rounds --evaluation FILE.json [--confidence C] [--model auto|empirical|normal] [--out FILE]
+    incentive prompts experiment --out DIR [--generator NAME] [--scorer S] [--count L_p] [--heldout-count N]
+                                 [--images S] [--seeds K] [--timesteps T] [--steps T] [--resume]   (all of it)
     incentive prompts figures --evaluation FILE.json [--rounds FILE.json] --out DIR       (Figs. 11, 12)
     incentive prompts grid --out DIR [--requests FILE | --count 3] [--generator NAME] [--scorer S] [--power W]  (Fig. 10)
 
@@ -79,6 +81,22 @@ def register(subparsers) -> None:
     r.add_argument("--model", choices=("auto", "empirical", "normal"), default="auto")
     r.add_argument("--out", default=None)
     r.set_defaults(func=_rounds)
+
+    x = sub.add_parser("experiment", help="the whole experiment: D, held-out E, 5-seed evaluation, rounds, Figs. 10-12")
+    x.add_argument("--out", required=True, help="folder: D.npz, E.npz, evaluation.json, rounds.json, summary.json, figures")
+    x.add_argument("--count", type=types.count(1, 10**4), default=24, help="L_p: requests in D (default 24)")
+    x.add_argument("--heldout-count", type=types.count(1, 10**4), default=12, help="held-out requests (default 12)")
+    x.add_argument("--images", type=types.count(1, 1024), default=4, help="images per (request, strategy)")
+    x.add_argument("--scorer", default="big-five:GA1", help="user-side scorer (default big-five:GA1)")
+    x.add_argument("--threshold", type=types.number(0.0, 10.0), default=7.5, help="requests' threshold (default 7.5)")
+    x.add_argument("--grid-images", type=types.count(0, 64), default=2, help="images per Fig. 10 cell (0: none)")
+    x.add_argument("--seed", type=types.seed, default=0)
+    x.add_argument("--resume", action="store_true", help="reuse the folder's D.npz / E.npz (or their checkpoints) "
+                   "and replace its results")
+    x.add_argument("--quiet", action="store_true", help="no progress bars")
+    _training_options(x)
+    _generator_options(x)
+    x.set_defaults(func=_experiment)
 
     f = sub.add_parser("figures", help="Fig. 11 (training curves, converged scores) and Fig. 12 (service rounds)")
     f.add_argument("--evaluation", required=True, help="a `prompts evaluate` JSON")
@@ -388,4 +406,23 @@ def _grid(args) -> int:
     means = [[round(float(sum(c.scores) / len(c.scores)), 3) for c in cells if c.request == j]
              for j in range(len(requests))]
     print(json.dumps({"figure": str(folder / "fig10-strategies.png"), "mean_score": means}, indent=2))
+    return 0
+
+
+def _experiment(args) -> int:
+    import torch
+
+    from market.errors import UserError
+    from provisioning.prompting.experiment import ExperimentConfig, run_experiment
+
+    torch.set_num_threads(args.threads)
+    folder = Path(args.out)
+    if folder.exists() and any(folder.iterdir()) and not args.resume:
+        raise UserError(f"--out {folder}: is not empty; pass --resume to reuse its datasets and replace its results")
+    cfg = ExperimentConfig(generator=args.generator, steps=args.steps, scorer=args.scorer, demonstrations=args.count,
+                           heldout=args.heldout_count, images=args.images, seeds=args.seeds, timesteps=args.timesteps,
+                           horizon=args.horizon, embedding=args.embedding, threshold=args.threshold, seed=args.seed,
+                           grid_images=args.grid_images)
+    summary = run_experiment(cfg, folder, log=lambda m: print(m, file=sys.stderr), progress=not args.quiet)
+    print(json.dumps({k: summary[k] for k in ("seconds", "table", "criteria", "claims")}, indent=2))
     return 0
