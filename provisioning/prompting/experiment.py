@@ -29,8 +29,8 @@ from market.errors import ScenarioError, UserError
 
 from .dataset import ImageGenerator, RenderImageGenerator, SceneImageGenerator
 from .imitation_env import (ConstantPolicy, PolicyScore, RandomStrategyPolicy, StrategyTable, TrainConfig,
-                            _cells, evaluate_actions, evaluate_expert, evaluate_policy_table, train_gail,
-                            train_ppo)
+                            _cells, evaluate_actions, evaluate_expert, evaluate_policy_table, split_half_expert,
+                            train_gail, train_ppo)
 from .requests import Request
 from .strategies import EMPIRICAL_STRATEGY
 
@@ -283,7 +283,9 @@ def run_experiment(cfg: ExperimentConfig, folder: str | Path, log=print, progres
                "heldout": {"entries": int(heldout_ds.scores.size), "build_seconds": heldout_ds.build_seconds},
                "table": {n: {k: r[k] for k in ("mean_score", "single_round_success", "fraction_of_expert")}
                          for n, r in policies.items()},
-               "criteria": criteria(policies), "claims": claims(policies, rounds)}
+               "criteria": {**criteria(policies),
+                            "expert_split_half": split_half_expert(heldout) if cfg.images >= 2 else None},
+               "claims": claims(policies, rounds)}
     atomic_write_json(folder / "summary.json", json_ready(summary))
     return summary
 

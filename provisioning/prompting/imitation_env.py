@@ -333,3 +333,21 @@ def evaluate_expert(table: StrategyTable) -> PolicyScore:
     """The hindsight expert of eq. (16) on ``table`` (the upper bound; it sees the scores)."""
     j, m = _cells(table)
     return evaluate_actions(table, table.expert_actions()[j, m])
+
+
+def split_half_expert(table: StrategyTable) -> dict:
+    """How much of the hindsight expert is selection on noise: choose on half of each cell's images, score on the other.
+
+    ``chosen_on_other_half`` is the mean score, on the odd images, of the strategy with the best
+    mean on the even images (a per-request choice that cannot exploit the scored images' noise);
+    ``hindsight`` the odd images' own best; their ratio is the fraction of the hindsight expert
+    that even a policy knowing each request's intent reaches. Needs >= 2 images per cell.
+    """
+    if table.scores.shape[3] < 2:
+        raise UserError("split_half_expert: needs at least 2 images per cell")
+    even, odd = table.scores[..., 0::2], table.scores[..., 1::2]
+    j, m = _cells(table)
+    chosen = even.mean(axis=3).argmax(axis=1)[j, m]
+    honest = float(odd[j, chosen, m].mean())
+    hindsight = float(odd.mean(axis=3).max(axis=1).mean())
+    return {"chosen_on_other_half": honest, "hindsight": hindsight, "fraction": honest / hindsight if hindsight else None}

@@ -115,3 +115,14 @@ def test_rounds_grid_uses_normal_only_where_it_fits():
     b = rounds_grid(bimodal)
     assert b.model == "empirical" and b.single_round_share() == pytest.approx(2 / 5)
     # p = 1/2 at every threshold: one round needs 1 - 2^-n >= 0.9, i.e. n >= 4 (2 of 5 columns)
+
+
+def test_split_half_expert_by_hand():
+    from provisioning.prompting.imitation_env import split_half_expert
+
+    scores = np.zeros((1, 2, 1, 4), dtype=np.float32)
+    scores[0, 0, 0] = [9, 1, 9, 1]   # strategy 0: great on the even images, poor on the odd
+    scores[0, 1, 0] = [5, 6, 5, 6]
+    table = StrategyTable(scores, np.zeros((1, 1), np.float32), np.zeros(1, np.float32), np.array([7.5]))
+    got = split_half_expert(table)
+    assert got["chosen_on_other_half"] == 1.0 and got["hindsight"] == 6.0 and got["fraction"] == pytest.approx(1 / 6)
