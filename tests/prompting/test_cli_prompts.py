@@ -97,3 +97,34 @@ def test_curves_figures_and_grid_at_tiny_size(tmp_path, capsys):
     for png in ("fig10-strategies.png", "fig11-training.png", "fig12-rounds.png"):
         assert (tmp_path / "fig" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["prompts", "figures", "--evaluation", str(d), "--out", str(tmp_path / "fig")]) == 2
+
+
+@pytest.mark.slow
+def test_experiment_command_end_to_end_and_resume(tmp_path, capsys):
+    """`prompts experiment` at toy size: every file, criteria computed from the table, refusal, resume."""
+    pytest.importorskip("imitation")
+    out = tmp_path / "x"
+    argv = ["prompts", "experiment", "--out", str(out), "--count", "3", "--heldout-count", "2", "--images", "2",
+            "--seeds", "2", "--timesteps", "256", "--grid-images", "1", "--quiet"]
+    assert main(argv) == 0
+    for name in ("D.npz", "E.npz", "evaluation.json", "rounds.json", "summary.json", "fig10-strategies.png",
+                 "fig11-training.png", "fig12-rounds.png"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    table, crit = summary["table"], summary["criteria"]
+    assert set(table) == {"gail", "ppo", "random", "empirical", "expert", "raw"}
+    assert crit["gail_fraction_of_expert"] == table["gail"]["fraction_of_expert"]["mean"]
+    gap = crit["gail_vs_empirical"]
+    assert gap["difference"] == pytest.approx(table["gail"]["mean_score"]["mean"] - table["empirical"]["mean_score"]["mean"])
+    assert gap["above_by_more_than_spread"] == (gap["difference"] > gap["seed_spread"])
+    assert 0 < crit["expert_split_half"]["fraction"] <= 1.0 + 1e-9
+    from provisioning.prompting.dataset import DemonstrationDataset
+
+    d, e = (DemonstrationDataset.load(out / n) for n in ("D.npz", "E.npz"))
+    assert not {r.raw for r in d.requests} & {r.raw for r in e.requests}   # held-out prompts are not in D
+    assert d.config["scorer"] == "big-five:GA1"
+    capsys.readouterr()
+    assert main(argv) == 2 and "--resume" in capsys.readouterr().err      # never replaced without a say
+    built = (out / "D.npz").stat().st_mtime_ns
+    assert main(argv + ["--resume"]) == 0 and (out / "D.npz").stat().st_mtime_ns == built   # D reused
+    assert main(argv[:-1] + ["--scorer", "judge", "--resume", "--quiet"]) == 2   # another experiment's D
