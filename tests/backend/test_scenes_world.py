@@ -75,3 +75,19 @@ def test_render_is_deterministic_and_varies_with_variant_and_attributes():
 def test_render_needs_a_complete_description():
     with pytest.raises(ValueError, match="unstated"):
         render(SceneDescription(scene="ocean", object="ball"))
+
+
+def test_device_energy_at_equal_qoe_picks_fewest_device_steps_that_keep_the_rate():
+    from provisioning.backend.scenes.experiments import device_energy_at_equal_qoe
+
+    def row(t0, tk, rate, cpu):
+        return {"t0": t0, "tk": tk, "ber": 0.0, "accuracy_device2": {"rate": rate}, "device_cpu_s_per_image": cpu}
+
+    rows = [row(0, 20, 0.80, 1.0), row(0, 10, 0.50, 0.5), row(8, 8, 0.70, 0.4), row(8, 12, 0.78, 0.6),
+            row(4, 16, 0.82, 0.8)]
+    result = device_energy_at_equal_qoe(rows, reference_steps=20, tolerance=0.05)
+    assert result["points_keeping_qoe"] == 2
+    assert (result["best"]["t0"], result["best"]["tk"]) == (8, 12)
+    assert result["best"]["device_steps_saved_share"] == 0.4
+    assert abs(result["best"]["device_cpu_saved_share"] - 0.4) < 1e-9
+    assert device_energy_at_equal_qoe(rows[:2] + [row(8, 8, 0.1, 0.4)], 20)["best"] is None

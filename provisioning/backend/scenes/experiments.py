@@ -13,12 +13,18 @@ loaded model and judge returning JSON-ready rows with 95% intervals:
   Distributed Diffusion Model-based AI-Generated Content", sections 3-5, Figs. 8-9: a server runs ``t0`` steps under prompt 1, the 8-bit latent
   crosses a link at a BER, device 1 (prompt 1) and device 2 (prompt 1 with another colour
   or object) finish ``tk`` steps each; accuracy per device, the leak of prompt 1 into
-  device 2, and the device steps saved.
+  device 2, and the device steps saved;
+* :func:`unspecified_prior` - raw prompts: the judged distribution of each unstated attribute
+  against the prior, with the total-variation distance that sampling alone gives;
+* :func:`device_energy_at_equal_qoe` - from the shared-denoising rows: the fewest device steps
+  (and device CPU seconds) at which device 2 keeps the QoE of running all steps itself (the
+  distributed-diffusion paper's 20-40% energy claim).
 
 May import: numpy, torch, ``..channel``, ``..sampling`` (seeds), ``..stats``, this package.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -29,8 +35,8 @@ from ..stats import bootstrap_mean_interval, wilson_interval
 from .generator import SceneModel, denoise_scenes, from_latent, scene_noise
 from .judge import SceneJudge
 from .measure import generate_requests, matches
-from .world import (ATTRIBUTES, COLOURS, OBJECTS, RAW_ATTRIBUTES, SceneDescription, caption, raw_prompt,
-                    sample_description)
+from .world import (ATTRIBUTES, COLOURS, OBJECTS, RAW_ATTRIBUTES, VOCABULARY, SceneDescription, caption,
+                    raw_prompt, sample_description)
 
 #: Attributes a fully specified test prompt states (degradation is asked "clean").
 _PROMPT_ATTRIBUTES = ("scene", "object", "colour", "count", "size", "position", "lighting")
@@ -154,7 +160,9 @@ def shared_denoising(model: SceneModel, judge: SceneJudge, t0_grid=(0, 2, 5, 10,
                 else:
                     received = server
                 dev1 = from_latent(denoise_scenes(model, received, p1, total, t0, None, guidance_scale)).clamp(-1, 1)
+                device_begin = time.process_time()
                 dev2 = from_latent(denoise_scenes(model, received, p2, total, t0, None, guidance_scale)).clamp(-1, 1)
+                device_cpu_s = (time.process_time() - device_begin) / samples
                 r1, r2 = judge.read(dev1.cpu().numpy()), judge.read(dev2.cpu().numpy())
                 acc1 = [matches(_one(r1, i), a.specified()).all() for i, (a, _) in enumerate(pairs)]
                 acc2 = [matches(_one(r2, i), b.specified()).all() for i, (_, b) in enumerate(pairs)]
@@ -166,6 +174,7 @@ def shared_denoising(model: SceneModel, judge: SceneJudge, t0_grid=(0, 2, 5, 10,
                              "device1_scene": _rate(scene1),
                              "device2_own_" + vary: _rate(vary_ok2), "leak_to_server_prompt": _rate(leak),
                              "device_steps_saved_share": round(t0 / total, 4),
+                             "device_cpu_s_per_image": round(device_cpu_s, 4),
                              "two_device_steps_saved_share": round(t0 / (2 * total), 4)})
     return rows
 
@@ -175,3 +184,64 @@ def ber_threshold(model: SceneModel, judge: SceneJudge, ber_grid=(0.0, 1e-4, 1e-
     """Device 1 (same prompt as the server) against the BER of the latent link: Fig. 8's curve."""
     return shared_denoising(model, judge, t0_grid=(t0,), tk_grid=(tk,), ber_grid=ber_grid, samples=samples,
                             seed=seed)
+
+
+def unspecified_prior(model: SceneModel, judge: SceneJudge, samples: int = 96, steps: int = 20, seed: int = 0,
+                      guidance_scale: float | None = None, batch_size: int = 32, reference_draws: int = 2000) -> dict:
+    """Raw prompts (scene and object only): judged frequency of each unstated attribute vs the prior.
+
+    The prior of colour, count, size, position and lighting is uniform. ``tv_distance`` is the
+    total-variation distance of the judged frequencies from it; ``tv_sampling_p95`` is the 95th
+    percentile of the same distance for ``samples`` draws from the prior itself (what sampling
+    alone gives), so a distance below it is "near the prior" at this sample size.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 404]))
+    descriptions = [sample_description(rng) for _ in range(samples)]
+    prompts = [raw_prompt(d) for d in descriptions]
+    images, _, _ = generate_requests(model, prompts, 1, steps, seed, guidance_scale, "", batch_size)
+    reading = judge.read(images[:, 0])
+    out = {}
+    for attr in ("colour", "count", "size", "position", "lighting"):
+        values = VOCABULARY[attr]
+        prior = np.full(len(values), 1.0 / len(values))
+        judged = np.array([reading.labels[attr].count(v) for v in values], dtype=float) / samples
+        draws = rng.multinomial(samples, prior, size=reference_draws) / samples
+        tv_sampling = 0.5 * np.abs(draws - prior).sum(axis=1)
+        tv = 0.5 * float(np.abs(judged - prior).sum())
+        out[attr] = {"judged": {v: round(float(f), 4) for v, f in zip(values, judged)},
+                     "prior": round(float(prior[0]), 4), "tv_distance": round(tv, 4),
+                     "tv_sampling_p95": round(float(np.quantile(tv_sampling, 0.95)), 4),
+                     "near_prior": bool(tv <= np.quantile(tv_sampling, 0.95))}
+    return {"model": model.name, "samples": samples, "steps": steps, "seed": seed, "example_prompt": prompts[0],
+            "attributes": out}
+
+
+def device_energy_at_equal_qoe(rows: list[dict], reference_steps: int, tolerance: float = 0.05) -> dict:
+    """Device steps and CPU seconds saved by shared denoising at (nearly) the same QoE.
+
+    ``rows`` come from :func:`shared_denoising` with ``t0 = 0`` rows (the device runs every
+    step itself) including ``tk = reference_steps``. QoE is device 2's intent-match rate (its own
+    prompt, which differs from the server's). A shared point ``(t0 > 0, tk)`` keeps the QoE when
+    its rate is at least the reference rate minus ``tolerance``; the answer is the point with the
+    fewest device steps, its saved share of steps ``1 - tk / reference_steps`` and of measured
+    device CPU seconds.
+    """
+    reference = [r for r in rows if r["t0"] == 0 and r["tk"] == reference_steps and r["ber"] == 0.0]
+    if not reference:
+        raise ValueError(f"no device-only row with tk = {reference_steps}")
+    ref = reference[0]
+    target = ref["accuracy_device2"]["rate"] - tolerance
+    kept = [r for r in rows if r["t0"] > 0 and r["ber"] == 0.0 and r["accuracy_device2"]["rate"] >= target]
+    out = {"qoe": "device 2 intent match (its own prompt)", "reference_steps": reference_steps,
+           "reference_rate": ref["accuracy_device2"], "reference_device_cpu_s": ref["device_cpu_s_per_image"],
+           "tolerance": tolerance, "points_keeping_qoe": len(kept)}
+    if not kept:
+        out["best"] = None
+        return out
+    best = min(kept, key=lambda r: (r["tk"], -r["accuracy_device2"]["rate"]))
+    out["best"] = {"t0": best["t0"], "tk": best["tk"], "rate": best["accuracy_device2"],
+                   "device_steps_saved_share": round(1 - best["tk"] / reference_steps, 4),
+                   "device_cpu_s": best["device_cpu_s_per_image"],
+                   "device_cpu_saved_share": round(1 - best["device_cpu_s_per_image"]
+                                                   / ref["device_cpu_s_per_image"], 4)}
+    return out

@@ -4,7 +4,9 @@ What this module is for: reproduce the numbers of docs/backend.md's scenes secti
 command: attribute match on fully specified prompts (with and without the negative prompt
 "blurry, noisy, cluttered"), the wording effect, the shared-denoising grid (leak of the
 server's prompt into device 2 over ``t0`` and ``tk``) and the BER curve of the latent link,
-written atomically to ``OUT/scenes_report.json`` with ``shared_leak.png`` and ``ber_curve.png``.
+the unstated attributes against the prior, the device energy at equal QoE (from the shared
+grid), and a sample grid, written atomically to ``OUT/scenes_report.json`` with
+``shared_leak.png``, ``ber_curve.png`` and ``samples.png``.
 
 Example::
 
@@ -30,7 +32,8 @@ def run_report(model_name: str, out: Path, samples: int, seed: int, parts: list[
 
     from market.atomic import atomic_write_json
 
-    from .experiments import attribute_match, ber_threshold, shared_denoising, wording_effect
+    from .experiments import (attribute_match, ber_threshold, device_energy_at_equal_qoe, shared_denoising,
+                              unspecified_prior, wording_effect)
     from .generator import load_scene_model
     from .judge import load_judge
 
@@ -46,8 +49,10 @@ def run_report(model_name: str, out: Path, samples: int, seed: int, parts: list[
             "match_negative": lambda: attribute_match(model, judge, samples=samples, seed=seed, steps=steps,
                                                       negative_prompt=NEGATIVE_PROMPT),
             "wording": lambda: wording_effect(model, judge, intents=samples // 2, repeats=2, seed=seed, steps=steps),
-            "shared": lambda: shared_denoising(model, judge, t0_grid=(0, 4, 8, 12), tk_grid=(4, 8, 12),
+            "prior": lambda: unspecified_prior(model, judge, samples=samples, seed=seed, steps=steps),
+            "shared": lambda: shared_denoising(model, judge, t0_grid=(0, 4, 8, 12), tk_grid=(4, 8, 12, 16, 20),
                                                samples=samples // 2, seed=seed),
+            "energy": lambda: device_energy_at_equal_qoe(report["shared"], reference_steps=20),
             "ber": lambda: ber_threshold(model, judge, samples=samples // 2, seed=seed),
             "grid": lambda: sample_grid(model, out / "samples.png", seed=seed)}
     for part in parts:
@@ -160,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=96)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=20, help="DDIM steps of the match and wording parts")
-    parser.add_argument("--parts", nargs="+", default=["match", "match_negative", "wording", "shared", "ber"])
+    parser.add_argument("--parts", nargs="+",
+                        default=["match", "match_negative", "prior", "wording", "shared", "energy", "ber", "grid"])
     args = parser.parse_args(argv)
     report = run_report(args.model, Path(args.out), args.samples, args.seed, args.parts,
                         log=lambda m: print(m, file=sys.stderr, flush=True), steps=args.steps)

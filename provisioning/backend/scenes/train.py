@@ -333,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     j.add_argument("--train-images", type=int, default=24_000)
     j.add_argument("--learning-rate", type=float, default=2e-3)
     j.add_argument("--init-from", default=None, help="judge.safetensors to fine-tune from")
+    j.add_argument("--width", type=int, default=24, help="channels of the first conv stage")
+    j.add_argument("--out", default=None, help="folder (default: the shipped scene-judge folder)")
     c = sub.add_parser("card", help="measure a shipped scene generator and write its card")
     c.add_argument("--model", choices=SCENE_MODEL_NAMES, required=True)
     c.add_argument("--samples", type=int, default=200)
@@ -355,8 +357,8 @@ def main(argv: list[str] | None = None) -> int:
         from .judge import JudgeTrainConfig, train_judge
 
         cfg = JudgeTrainConfig(seed=args.seed, steps=args.steps, train_images=args.train_images,
-                               learning_rate=args.learning_rate, init_from=args.init_from)
-        print(json.dumps(train_judge(cfg), indent=2))
+                               learning_rate=args.learning_rate, init_from=args.init_from, width=args.width)
+        print(json.dumps(train_judge(cfg, Path(args.out) if args.out else None), indent=2))
     elif args.what == "card":
         from .cards import write_generator_card
 
