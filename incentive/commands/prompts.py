@@ -390,9 +390,14 @@ def _grid(args) -> int:
     from provisioning.prompting.strategies import strategies
 
     torch.set_num_threads(args.threads)
-    if not args.requests and not args.count:
-        args.count = 3
-    requests = _requests(args)
+    from provisioning.prompting.experiment import distinct_raw
+
+    if args.requests:
+        requests = _requests(args)
+    else:  # --count requests with distinct raw prompts (one row each)
+        wanted, args.count = args.count or 3, 12 * (args.count or 3)
+        pool = _requests(args)
+        requests = [pool[i] for i in distinct_raw(pool, wanted)]
     generator, scorer = make_generator(args.generator, args.steps), make_scorer(args.scorer)
     cells, pictures = strategy_grid(requests, strategies(), WorldPromptOptimizer(), generator, scorer, args.power,
                                     images=args.images, seed=args.seed)

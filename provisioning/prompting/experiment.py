@@ -268,7 +268,7 @@ def run_experiment(cfg: ExperimentConfig, folder: str | Path, log=print, progres
     plot_training(evaluation, folder / "fig11-training.png")
     plot_rounds(rounds_doc, folder / "fig12-rounds.png")
     if cfg.grid_images:
-        shown = [heldout_requests[i] for i in _distinct_raw(heldout_requests, 3)]
+        shown = [heldout_requests[i] for i in distinct_raw(heldout_requests, 3)]
         cells, pictures = strategy_grid(shown, strategies(), optimizer, generator, scorer, max(cfg.powers_w),
                                         images=cfg.grid_images, seed=cfg.seed)
         atomic_write_json(folder / "fig10-strategies.json",
@@ -276,7 +276,7 @@ def run_experiment(cfg: ExperimentConfig, folder: str | Path, log=print, progres
         plot_strategy_grid(shown, cells, pictures, folder / "fig10-strategies.png",
                            title=f"{generator.name}, {scorer.name}, {max(cfg.powers_w):g} W: strategy: mean score")
     times["figures"] = time.perf_counter() - begin
-    summary = {"config": asdict(cfg), "seconds": times,                                                  # 6. summary
+    summary = {"config": asdict(cfg), "generator_training": _training_record(cfg.generator), "seconds": times,  # 6.
                "dataset": {"entries": int(train_ds.scores.size), "bytes": (folder / "D.npz").stat().st_size,
                            "build_seconds": train_ds.build_seconds,
                            "mean_score_per_strategy": train_ds.scores.mean(axis=(0, 2, 3)).tolist()},
@@ -290,7 +290,20 @@ def run_experiment(cfg: ExperimentConfig, folder: str | Path, log=print, progres
     return summary
 
 
-def _distinct_raw(requests: Sequence[Request], count: int) -> list[int]:
+def _training_record(generator: str) -> dict | None:
+    """The scene model's ``training.json`` headline (steps, images seen, loss), where there is one."""
+    import json
+
+    from provisioning.backend.scenes.generator import SCENE_MODEL_NAMES, SCENE_MODELS_DIR
+
+    path = (SCENE_MODELS_DIR / generator if generator in SCENE_MODEL_NAMES else Path(generator)) / "training.json"
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return {k: data.get(k) for k in ("name", "train_steps", "images_seen", "final_mse_last100", "parameters")}
+
+
+def distinct_raw(requests: Sequence[Request], count: int) -> list[int]:
     """Indices of up to ``count`` requests with distinct raw prompts (Fig. 10's rows)."""
     seen, out = set(), []
     for i, r in enumerate(requests):
@@ -302,4 +315,4 @@ def _distinct_raw(requests: Sequence[Request], count: int) -> list[int]:
 
 
 __all__ = ["POLICIES", "GENERATORS", "load_requests", "make_generator", "PolicyResult", "evaluate_policies",
-           "evaluate_expert", "ExperimentConfig", "criteria", "claims", "run_experiment"]
+           "evaluate_expert", "ExperimentConfig", "criteria", "claims", "run_experiment", "distinct_raw"]
