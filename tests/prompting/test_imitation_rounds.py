@@ -126,3 +126,25 @@ def test_split_half_expert_by_hand():
     table = StrategyTable(scores, np.zeros((1, 1), np.float32), np.zeros(1, np.float32), np.array([7.5]))
     got = split_half_expert(table)
     assert got["chosen_on_other_half"] == 1.0 and got["hindsight"] == 6.0 and got["fraction"] == pytest.approx(1 / 6)
+
+
+def test_criteria_and_claims_by_hand():
+    from provisioning.prompting.experiment import claims, criteria
+
+    def rec(mean, std=0.0, frac=None, success=0.0):
+        return {"mean_score": {"mean": mean, "std": std}, "fraction_of_expert": {"mean": frac or mean / 8, "std": 0.01},
+                "single_round_success": {"mean": success, "std": 0.0}}
+
+    policies = {"gail": rec(7.4, 0.1, success=0.6), "empirical": rec(7.0, success=0.3), "random": rec(7.3, 0.1),
+                "raw": rec(5.0, success=0.1), "expert": rec(8.0)}
+    got = criteria(policies)
+    assert got["gail_reaches_90_percent_of_expert"] and got["gail_fraction_of_expert"] == 7.4 / 8
+    assert got["gail_vs_empirical"]["above_by_more_than_spread"]            # 0.4 > 0.1
+    assert not got["gail_vs_random"]["above_by_more_than_spread"]           # 0.1 < 0.2
+    rounds = {"gail": {"single_round_share": 19 / 55}, "raw": {"single_round_share": 3 / 55},
+              "empirical": {"single_round_share": 0.0}}
+    c = claims(policies, rounds)
+    assert c["gail_over_raw"]["single_round_share"] == [19, 3]
+    assert c["gail_over_raw"]["share_ratio"] == pytest.approx(19 / 3)
+    assert c["gail_over_empirical"]["share_ratio"] is None                  # undefined, not infinite
+    assert c["gail_over_empirical"]["per_image_success_ratio"] == pytest.approx(2.0)
