@@ -79,6 +79,8 @@ def register(subparsers) -> None:
     r.add_argument("--evaluation", required=True, help="a `prompts evaluate` JSON")
     r.add_argument("--confidence", type=types.number(0.0, 1.0, low_open=True), default=0.9)
     r.add_argument("--model", choices=("auto", "empirical", "normal"), default="auto")
+    r.add_argument("--threshold-shift", type=types.number(-10.0, 10.0), default=0.0,
+                   help="add this to the paper's thresholds 7.5..8.5 (e.g. onto our score scale; default 0)")
     r.add_argument("--out", default=None)
     r.set_defaults(func=_rounds)
 
@@ -335,7 +337,7 @@ def _evaluate_saved(args, heldout, policies, seeds, cfg):
 
 def _rounds(args) -> int:
     from market.errors import UserError
-    from provisioning.prompting.rounds import rounds_grid
+    from provisioning.prompting.rounds import PAPER_THRESHOLDS, rounds_grid
 
     try:
         evaluation = json.loads(Path(args.evaluation).read_text(encoding="utf-8"))
@@ -347,12 +349,14 @@ def _rounds(args) -> int:
         samples = record.get("score_samples") or []
         if not samples:
             raise UserError(f"{args.evaluation}: field 'policies.{name}.score_samples' is empty")
-        out[name] = rounds_grid(samples, confidence=args.confidence, model=args.model).to_dict()
+        thresholds = tuple(round(q + args.threshold_shift, 3) for q in PAPER_THRESHOLDS)
+        out[name] = rounds_grid(samples, thresholds=thresholds, confidence=args.confidence, model=args.model).to_dict()
     ratios = {}
     for base in ("raw", "empirical", "random"):
         if "gail" in out and base in out and out[base]["single_round_share"] > 0:
             ratios[f"gail_over_{base}"] = out["gail"]["single_round_share"] / out[base]["single_round_share"]
-    _emit({"confidence": args.confidence, "policies": out, "single_round_ratios": ratios}, args.out)
+    _emit({"confidence": args.confidence, "threshold_shift": args.threshold_shift, "policies": out,
+           "single_round_ratios": ratios}, args.out)
     return 0
 
 

@@ -34,6 +34,8 @@ from .imitation_env import (ConstantPolicy, PolicyScore, RandomStrategyPolicy, S
 from .requests import Request
 from .strategies import EMPIRICAL_STRATEGY
 
+#: The paper's converged IRL utility (section VI-B: "approximately 8.06"), the anchor of the shifted thresholds.
+PAPER_IRL_UTILITY = 8.06
 POLICIES: tuple[str, ...] = ("gail", "ppo", "random", "empirical", "expert", "raw")
 """``raw`` = always strategy 0 (no prompt engineering, the paper's "default")."""
 GENERATORS: tuple[str, ...] = ("render", "scenes-small", "scenes-large")
@@ -221,7 +223,7 @@ def run_experiment(cfg: ExperimentConfig, folder: str | Path, log=print, progres
     from .figures import grid_record, plot_rounds, plot_strategy_grid, plot_training, strategy_grid
     from .imitation_env import EMBEDDERS
     from .requests import make_scorer, sample_requests
-    from .rounds import rounds_grid
+    from .rounds import PAPER_THRESHOLDS, rounds_grid
     from .strategies import strategies
 
     torch.set_num_threads(1)
@@ -261,12 +263,22 @@ def run_experiment(cfg: ExperimentConfig, folder: str | Path, log=print, progres
                   "heldout_prompts_in_D": 0, "seeds": cfg.seeds, "embedding": cfg.embedding, "policies": policies}
     atomic_write_json(folder / "evaluation.json", json_ready(evaluation))
     times["policies"] = time.perf_counter() - begin
-    rounds = {n: rounds_grid(r["score_samples"], confidence=cfg.confidence).to_dict() for n, r in policies.items()}
-    rounds_doc = {"confidence": cfg.confidence, "policies": rounds}                                       # 4. rounds
+    # 4. rounds: at the paper's thresholds, and shifted onto our score scale (GAIL's mean where the paper's IRL had 8.06)
+    shift = policies["gail"]["mean_score"]["mean"] - PAPER_IRL_UTILITY if "gail" in policies else 0.0
+    rounds_docs = {}
+    for label, offset in (("paper", 0.0), ("shifted", shift)):
+        thresholds = tuple(round(q + offset, 3) for q in PAPER_THRESHOLDS)
+        grids = {n: rounds_grid(r["score_samples"], thresholds=thresholds, confidence=cfg.confidence).to_dict()
+                 for n, r in policies.items()}
+        rounds_docs[label] = {"confidence": cfg.confidence, "threshold_shift": offset, "policies": grids}
+    rounds = rounds_docs["paper"]["policies"]
+    rounds_doc = rounds_docs["paper"]
     atomic_write_json(folder / "rounds.json", json_ready(rounds_doc))
+    atomic_write_json(folder / "rounds-shifted.json", json_ready(rounds_docs["shifted"]))
     begin = time.perf_counter()                                                                          # 5. figures
     plot_training(evaluation, folder / "fig11-training.png")
     plot_rounds(rounds_doc, folder / "fig12-rounds.png")
+    plot_rounds(rounds_docs["shifted"], folder / "fig12-rounds-shifted.png")
     if cfg.grid_images:
         shown = [heldout_requests[i] for i in distinct_raw(heldout_requests, 3)]
         cells, pictures = strategy_grid(shown, strategies(), optimizer, generator, scorer, max(cfg.powers_w),
@@ -285,7 +297,9 @@ def run_experiment(cfg: ExperimentConfig, folder: str | Path, log=print, progres
                          for n, r in policies.items()},
                "criteria": {**criteria(policies),
                             "expert_split_half": split_half_expert(heldout) if cfg.images >= 2 else None},
-               "claims": claims(policies, rounds)}
+               "claims": claims(policies, rounds),
+               "claims_shifted_thresholds": {"threshold_shift": shift,
+                                             **claims(policies, rounds_docs["shifted"]["policies"])}}
     atomic_write_json(folder / "summary.json", json_ready(summary))
     return summary
 

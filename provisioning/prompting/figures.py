@@ -176,7 +176,9 @@ def plot_rounds(rounds: dict, path: str | Path) -> Path:
         last.text(i, share, f"{round(share * 55)}/55", ha="center", va="bottom", fontsize=7)
     last.set_title("single-round share of the grid", fontsize=9)
     last.tick_params(axis="x", labelrotation=60, labelsize=7)
-    fig.suptitle(f"Service rounds at {rounds['confidence']:.0%} confidence (colour capped at {cap})", fontsize=9)
+    shift = rounds.get("threshold_shift") or 0.0
+    fig.suptitle(f"Service rounds at {rounds['confidence']:.0%} confidence (colour capped at {cap})"
+                 + (f"; thresholds shifted by {shift:+.2f} onto our score scale" if shift else ""), fontsize=9)
     return _save(fig, path)
 
 

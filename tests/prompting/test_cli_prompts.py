@@ -108,7 +108,7 @@ def test_experiment_command_end_to_end_and_resume(tmp_path, capsys):
             "--seeds", "2", "--timesteps", "256", "--grid-images", "1", "--quiet"]
     assert main(argv) == 0
     for name in ("D.npz", "E.npz", "evaluation.json", "rounds.json", "summary.json", "fig10-strategies.png",
-                 "fig11-training.png", "fig12-rounds.png"):
+                 "fig11-training.png", "fig12-rounds.png", "fig12-rounds-shifted.png", "rounds-shifted.json"):
         assert (out / name).is_file(), name
     summary = json.loads((out / "summary.json").read_text())
     table, crit = summary["table"], summary["criteria"]
@@ -118,6 +118,10 @@ def test_experiment_command_end_to_end_and_resume(tmp_path, capsys):
     assert gap["difference"] == pytest.approx(table["gail"]["mean_score"]["mean"] - table["empirical"]["mean_score"]["mean"])
     assert gap["above_by_more_than_spread"] == (gap["difference"] > gap["seed_spread"])
     assert 0 < crit["expert_split_half"]["fraction"] <= 1.0 + 1e-9
+    shifted = json.loads((out / "rounds-shifted.json").read_text())
+    shift = table["gail"]["mean_score"]["mean"] - 8.06
+    assert shifted["policies"]["gail"]["thresholds"][0] == pytest.approx(7.5 + shift, abs=1e-3)
+    assert summary["claims_shifted_thresholds"]["threshold_shift"] == pytest.approx(shift)
     from provisioning.prompting.dataset import DemonstrationDataset
 
     d, e = (DemonstrationDataset.load(out / n) for n in ("D.npz", "E.npz"))
