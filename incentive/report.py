@@ -105,10 +105,9 @@ MAX_BARS = 60
 
 
 def _plots(result, out: Path) -> list[str]:
-    import matplotlib
+    from market.atomic import headless_pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = headless_pyplot()
     import numpy as np
 
     files = []

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from market.atomic import (atomic_write_bytes, atomic_write_json, atomic_write_png, atomic_write_text, csv_text,
-                           json_ready)
+                           headless_pyplot, json_ready)
 
 #: Perturbation used when the user gives none (relative bounds).
 DEFAULT_PERTURB = {"compute_capacity": 0.2, "bandwidth_capacity": 0.2}
@@ -188,19 +188,10 @@ def _npz_bytes(sens) -> bytes | None:
 
 
 # ============================================================================ plots
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_tornado(rows: list[dict], title: str):
     """Tornado chart (a matplotlib figure): % change of MU utility and ASP profit for a -10 % / +10 % parameter change
     (linearised: elasticity x 10 %, the left elasticity for the decrease, the right for the increase)."""
-    plt = _pyplot()
+    plt = headless_pyplot()
     top = [r for r in rows if np.isfinite(r["rank_score"])][:TORNADO_ROWS][::-1]
     fig, axes = plt.subplots(1, 2, figsize=(13, 0.42 * len(top) + 1.8), sharey=True)
     for ax, key in zip(axes, ("mu_utility_total", "asp_profit_total")):
@@ -223,7 +214,7 @@ def plot_tornado(rows: list[dict], title: str):
 
 def plot_robustness(rob):
     """Histograms of the outcomes over the certified draws, with the unperturbed value (a figure)."""
-    plt = _pyplot()
+    plt = headless_pyplot()
     keys = ("welfare", "mu_utility_total", "asp_profit_total", "mean_qoe")
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.4))
     good = [r for r in rob.records if r["status"] == "converged"]

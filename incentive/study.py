@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from market.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text, csv_text, json_ready, png_bytes
+from market.atomic import (atomic_write_bytes, atomic_write_json, atomic_write_text, csv_text, headless_pyplot,
+                           json_ready, png_bytes)
 from market.errors import UserError
 from market.model import Market
 from solvers.mechanisms import MECHANISMS, METRICS, mechanism_metrics, percent_change, run_mechanisms
@@ -143,15 +144,6 @@ def comparison_csv(comparison: Comparison) -> str:
 
 
 # ----------------------------------------------------------------------------- plots
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _png_with_footer_legend(fig, handles, labels) -> bytes:
     """Lay out ``fig``, put one legend row below the panels, render it to PNG and close it."""
     fig.tight_layout()
@@ -162,7 +154,7 @@ def _png_with_footer_legend(fig, handles, labels) -> bytes:
 
 def plot_metrics(comparison: Comparison) -> bytes:
     """Bar chart: one panel per headline metric, one bar per mechanism (PNG bytes)."""
-    plt = _pyplot()
+    plt = headless_pyplot()
     names = list(comparison.metrics)
     colors = plt.get_cmap("tab10")(np.arange(len(names)) % 10)
     fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
@@ -182,7 +174,7 @@ def plot_metrics(comparison: Comparison) -> bytes:
 
 def plot_trajectory(comparison: Comparison, mu_names=None) -> bytes:
     """Reward per MU over the Pyomo Gauss-Seidel rounds, and the default solver's gains (PNG)."""
-    plt = _pyplot()
+    plt = headless_pyplot()
     traj = comparison.trajectory
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8))
     rounds = traj.get("pyomo") or []
@@ -401,7 +393,7 @@ def sweep_summary(rows: list[dict]) -> dict:
 
 def plot_sweep(rows: list[dict], axis: str) -> bytes:
     """Headline metrics against the swept value, mean over seeds with a +/- 1 std band (PNG)."""
-    plt = _pyplot()
+    plt = headless_pyplot()
     summary = sweep_summary(rows)
     fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
     names = [m for m in MECHANISMS if m in summary]

@@ -4,7 +4,7 @@ What this module is for: write to a temporary file in the target's folder, flush
 fsync, then ``os.replace`` it over the target. A reader sees the old file or the new
 one, never a partial one; Ctrl-C during a write loses nothing that was already there.
 
-May import: the standard library only (matplotlib, lazily, to close a figure it was given).
+May import: the standard library only (matplotlib, lazily: the headless pyplot, closing a figure it was given).
 """
 from __future__ import annotations
 
@@ -81,6 +81,17 @@ def csv_text(header: list, rows: list) -> str:
 def atomic_write_csv(path: str | Path, header: list, rows: list) -> Path:
     """Write a CSV table (header, rows) atomically."""
     return atomic_write_text(path, csv_text(header, rows))
+
+
+def headless_pyplot():
+    """``matplotlib.pyplot`` on the file-only Agg backend (no display needed): the one way the
+    project's figure writers import pyplot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def png_bytes(fig, *, dpi: int = 110) -> bytes:

@@ -103,20 +103,6 @@ def closed_form_response(market: Market, rewards: np.ndarray) -> FollowerRespons
                             qoe=qoe, method="closed-form")
 
 
-def _others_root_sums(market: Market, rewards: np.ndarray):
-    """Per resource: (need, capacity per MU, cost per MU, S_{-m}) for the deviation formula."""
-    out = []
-    for need, cap, cost in (
-        (market.timeliness_compute_need, market.compute_capacity, market.compute_cost),
-        (market.timeliness_bandwidth_need, market.bandwidth_capacity, market.bandwidth_cost),
-    ):
-        root = _sqrt_need_reward(need, rewards)
-        total = market.per_asp_sum(root)
-        others = np.maximum(total[market.mu_asp] - root, 0.0)
-        out.append((need, cap[market.mu_asp], cost[market.mu_asp], others))
-    return out
-
-
 class DeviationSums:
     """Per-ASP sums S^k_n = sum_{j at n} sqrt(x^k_j r_j) at a reward profile, kept up to date.
 
@@ -136,6 +122,16 @@ class DeviationSums:
         """Per resource, S_{-m} = S_{a(m)} - sqrt(x_m r_m) for the MUs ``idx``."""
         asp = self.market.mu_asp[idx]
         return [np.maximum(total[asp] - root[idx], 0.0) for total, root in zip(self.totals, self.roots)]
+
+    def terms(self, idx) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """Per resource (compute, bandwidth), for the MUs ``idx`` (indices or a slice): the need
+        x^k_m, the capacity C^k and unit cost k of the MU's ASP, and S_{-m}, as the deviation
+        formula and its kinks use them."""
+        m = self.market
+        asp = m.mu_asp[idx]
+        return [(need[idx], cap[asp], cost[asp], others) for need, cap, cost, others in zip(
+            self.needs, (m.compute_capacity, m.bandwidth_capacity), (m.compute_cost, m.bandwidth_cost),
+            self.others(idx))]
 
     def move(self, idx: np.ndarray, new_rewards: np.ndarray) -> None:
         """MUs ``idx`` (distinct) now offer ``new_rewards``: update the roots and the sums."""
@@ -163,10 +159,8 @@ def closed_form_deviation_qoe(market: Market, rewards: np.ndarray, trial: np.nda
     extra = (1,) * (t.ndim - 1)
     q = market.qoe_ceiling[idx].reshape(-1, *extra) + np.zeros_like(t)
     inv_sqrt_t = 1.0 / np.sqrt(t)
-    for need, cap, cost, others in zip(sums.needs, (market.compute_capacity, market.bandwidth_capacity),
-                                       (market.compute_cost, market.bandwidth_cost), sums.others(idx)):
-        asp = market.mu_asp[idx]
-        need, cap, cost, others = (a.reshape(-1, *extra) for a in (need[idx], cap[asp], cost[asp], others))
+    for terms in sums.terms(idx):
+        need, cap, cost, others = (a.reshape(-1, *extra) for a in terms)
         free = np.sqrt(need * cost) * inv_sqrt_t
         bound = (need + np.sqrt(need) * inv_sqrt_t * others) / cap
         q = q - np.maximum(free, bound)
@@ -185,8 +179,7 @@ def closed_form_kinks(market: Market, rewards: np.ndarray, mus: np.ndarray | Non
     r_all = np.asarray(rewards, dtype=float)
     idx = slice(None) if mus is None else np.asarray(mus)
     cols = []
-    for need, cap, cost, others in _others_root_sums(market, r_all):
-        need, cap, cost, others = need[idx], cap[idx], cost[idx], others[idx]
+    for need, cap, cost, others in DeviationSums(market, r_all).terms(idx):
         head = cap * np.sqrt(cost) - others
         with np.errstate(divide="ignore", invalid="ignore"):
             kink = np.where((head > 0) & (need > 0), (head / np.sqrt(need)) ** 2, np.nan)
@@ -211,8 +204,7 @@ def closed_form_own_qoe_derivatives(market: Market, rewards: np.ndarray, mus: np
     r = r_all[idx]
     kinks = closed_form_kinks(market, r_all, mus)
     coef = np.zeros_like(r)
-    for j, (need, cap, cost, others) in enumerate(_others_root_sums(market, r_all)):
-        need, cap, cost, others = need[idx], cap[idx], cost[idx], others[idx]
+    for j, (need, cap, cost, others) in enumerate(DeviationSums(market, r_all).terms(idx)):
         kink = kinks[:, j]
         has = np.isfinite(kink)
         near = has & (np.abs(r - kink) <= KINK_RELATIVE_WIDTH * np.where(has, kink, 1.0))

@@ -87,7 +87,9 @@ class ProvisioningProblem:
     oracle_utility : callable(state) -> float
         The exact optimum's utility in a state.
     make_static : callable() -> Policy
-        The static baseline (4 trials, equal power).
+        The static baseline (4 trials, equal power). A scenario's problem takes its three
+        baselines from :data:`provisioning.policies.BASELINES` (the one table of them); toy
+        problems in the tests supply their own.
     make_random : callable(seed) -> Policy
         The random baseline.
     scenario_path : str or None
@@ -119,7 +121,7 @@ def problem_from_scenario(path: str | Path | None = None) -> ProvisioningProblem
     """The provisioning problem of a scenario file (default: the default scenario)."""
     from provisioning.env import ProvisioningEnv
     from provisioning.oracle import oracle_allocation
-    from provisioning.policies import OraclePolicy, RandomPolicy, StaticPolicy
+    from provisioning.policies import make_baseline
     from provisioning.scenario import default_provisioning_scenario_path, load_provisioning_scenario
 
     scenario_path = Path(path) if path is not None else Path(default_provisioning_scenario_path())
@@ -129,10 +131,10 @@ def problem_from_scenario(path: str | Path | None = None) -> ProvisioningProblem
         name=str(name),
         make_env=lambda seed=None: ProvisioningEnv(config, seed=seed),
         oracle_utility=lambda state: float(oracle_allocation(config, state).utility),
-        make_static=lambda: StaticPolicy(config),
-        make_random=lambda seed: RandomPolicy(config, seed=seed),
+        make_static=lambda: make_baseline("static", config),
+        make_random=lambda seed: make_baseline("random", config, seed),
         scenario_path=str(scenario_path),
-        make_oracle=lambda: OraclePolicy(config),
+        make_oracle=lambda: make_baseline("oracle", config),
     )
 
 

@@ -32,6 +32,7 @@ import numpy as np
 
 from market.errors import UserError
 from market.followers import best_response, kkt_residuals_per_asp
+from market.search import golden_max
 from market.model import Market
 from solvers.certificate import Certificate, certify
 
@@ -218,7 +219,6 @@ def best_response_torch(market: Market, *, tolerance: float = 1e-6, max_iteratio
     r = 0.5 * (lo + hi)
     n_asps = market.n_asps
     turns = [torch.as_tensor(idx, device=dev) for idx in gauss_seidel_turns(market)]
-    golden = (5.0 ** 0.5 - 1.0) / 2.0
 
     def totals(rewards):
         return [torch.zeros(n_asps, dtype=torch.float64, device=dev).index_add_(0, asp, torch.sqrt(need * rewards))
@@ -247,19 +247,8 @@ def best_response_torch(market: Market, *, tolerance: float = 1e-6, max_iteratio
             others = [torch.clamp(total[asp[idx]] - torch.sqrt(need[idx] * ri), min=0.0)
                       for total, need in zip(sums, needs)]
             utility = turn_utility(idx, others)
-            a, b = lo[idx].clone(), hi[idx].clone()
-            c, d = b - golden * (b - a), a + golden * (b - a)
-            fc, fd = utility(c), utility(d)
-            for _ in range(golden_iterations):
-                left = fc >= fd
-                a, b = torch.where(left, a, c), torch.where(left, d, b)
-                probe = torch.where(left, b - golden * (b - a), a + golden * (b - a))
-                fp = utility(probe)
-                c, d = torch.where(left, probe, d), torch.where(left, c, probe)
-                fc, fd = torch.where(left, fp, fd), torch.where(left, fc, fp)
+            best, best_v = golden_max(utility, lo[idx], hi[idx], golden_iterations)
             # the ends of the box are candidates too (golden section never evaluates them)
-            best = torch.where(fc >= fd, c, d)
-            best_v = torch.maximum(fc, fd)
             for end in (lo[idx], hi[idx]):
                 ve = utility(end)
                 best = torch.where(ve > best_v, end, best)

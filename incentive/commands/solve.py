@@ -33,8 +33,8 @@ def register(subparsers) -> None:
                         "that receives summary.json, mus.parquet and asps.parquet (appears whole or not at all)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors (and --json output)")
     p.add_argument("--json", action="store_true", help="print the result JSON to stdout instead of the table")
-    p.add_argument("--tolerance", type=types.number(1e-15, 1.0), default=None,
-                   help="certificate tolerance, relative, in [1e-15, 1] (default 1e-6)")
+    p.add_argument("--tolerance", type=types.number(1e-15, 0.5), default=None,
+                   help="certificate tolerance, relative, in [1e-15, 0.5] (default 1e-6)")
     p.add_argument("--max-iterations", type=types.count(1, 10**7), default=None, help="iteration limit of the solver")
     p.add_argument("--list-solvers", action="store_true", help="list the registered solvers and exit")
     p.add_argument("--executor", choices=("serial", "process", "ray"), default=None,
@@ -59,10 +59,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.scenario:
         raise UserError("incentive solve: give a scenario file (e.g. scenarios/default.toml)")
-    if args.tolerance is not None and not (0 < args.tolerance < 1):
-        raise UserError(f"--tolerance must be in (0, 1), got {args.tolerance}")
-    if args.max_iterations is not None and args.max_iterations < 1:
-        raise UserError(f"--max-iterations must be >= 1, got {args.max_iterations}")
     from market.columnar import is_columnar
 
     args.out_plan = None
@@ -85,17 +81,9 @@ def run(args: argparse.Namespace) -> int:
     if is_columnar(args.scenario):
         return _run_columnar(args, started)
     scenario = load_scenario(args.scenario)
-    solver = args.solver or scenario.market.solver
-    if args.solver is None and solver not in REGISTRY:
-        from market.errors import ScenarioError
-
-        raise ScenarioError(f"unknown solver {solver!r}; available: {', '.join(sorted(REGISTRY))}",
-                            file=args.scenario, field="market.solver")
-    options = {}
-    if solver in REGISTRY and REGISTRY[solver].module.startswith("solvers.") and not args.quiet and not args.json \
-            and REGISTRY[solver].name != "pyomo":
-        options["progress"] = _progress_printer()
-    result = solve(scenario, solver, tolerance=args.tolerance, max_iterations=args.max_iterations, **options)
+    solver = _chosen_solver(args, scenario.market.solver)
+    result = solve(scenario, solver, tolerance=args.tolerance, max_iterations=args.max_iterations,
+                   **_progress_options(args, solver))
     data = result.to_dict()
     data["scenario_file"] = str(args.scenario)
     data["scenario_config"] = market_table(scenario.market)
@@ -126,30 +114,47 @@ def run(args: argparse.Namespace) -> int:
     return 0 if result.status == "converged" else 1
 
 
+def _chosen_solver(args: argparse.Namespace, scenario_solver: str) -> str:
+    """``--solver`` or the scenario's ``[market] solver``; an unknown name is a one-line error
+    naming the flag or the scenario's field."""
+    from market.errors import ScenarioError, UserError
+    from solvers.registry import REGISTRY
+
+    solver = args.solver or scenario_solver
+    if solver not in REGISTRY:
+        message = f"unknown solver {solver!r}; available: {', '.join(sorted(REGISTRY))}"
+        if args.solver is None:
+            raise ScenarioError(message, file=args.scenario, field="market.solver")
+        raise UserError(f"--solver: {message}")
+    return solver
+
+
+def _progress_options(args: argparse.Namespace, solver: str) -> dict:
+    """A progress printer for our own iterative solvers when the output is a table."""
+    from solvers.registry import REGISTRY
+
+    spec = REGISTRY[solver]
+    if spec.module.startswith("solvers.") and spec.name != "pyomo" and not args.quiet and not args.json:
+        return {"progress": _progress_printer()}
+    return {}
+
+
 def _run_columnar(args: argparse.Namespace, started: float) -> int:
     """``incentive solve NAME.parquet [--out DIR]``: columns in, columns out, a JSON summary."""
     from market.columnar import load_columnar, write_result_tables
-    from market.errors import ScenarioError, UserError
     from market.scenario import market_table
-    from solvers.registry import REGISTRY, solve
+    from solvers.registry import solve
 
     phases = {}
     tick = time.perf_counter()
     columnar = load_columnar(args.scenario)
     phases["parse_validate_s"] = time.perf_counter() - tick
-    solver = args.solver or columnar.market.solver
-    if solver not in REGISTRY:
-        if args.solver is None:
-            raise ScenarioError(f"unknown solver {solver!r}; available: {', '.join(sorted(REGISTRY))}",
-                                file=args.scenario, field="market.solver")
-        raise UserError(f"unknown solver {solver!r}; available: {', '.join(sorted(REGISTRY))}")
+    solver = _chosen_solver(args, columnar.market.solver)
     tick = time.perf_counter()
     market = columnar.to_market()
     phases["build_s"] = time.perf_counter() - tick
-    options = {}
-    if REGISTRY[solver].module.startswith("solvers.") and solver != "pyomo" and not args.quiet and not args.json:
-        options["progress"] = _progress_printer()
-    result = solve(market, solver, tolerance=args.tolerance, max_iterations=args.max_iterations, **options)
+    result = solve(market, solver, tolerance=args.tolerance, max_iterations=args.max_iterations,
+                   **_progress_options(args, solver))
     phases["solve_s"], phases["certificate_s"] = result.solve_time_s, result.certificate_time_s
     summary = result.to_dict(max_rows=0)
     del summary["mus"], summary["asps"]

@@ -175,10 +175,9 @@ def rows_to_dicts(rows: list[SharedDenoiseRow]) -> list[dict]:
 
 def plot_shared(rows: list[SharedDenoiseRow], out_dir, ber_for_grid: float | None = None) -> list:
     """Fig. 8 analogue (accuracy vs BER per ``t0``) and Fig. 9 analogue (device-2 accuracy over ``t0 x tk``)."""
-    import matplotlib
+    from market.atomic import headless_pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = headless_pyplot()
     from pathlib import Path
 
     out_dir = Path(out_dir)

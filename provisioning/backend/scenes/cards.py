@@ -31,12 +31,14 @@ def write_generator_card(name: str, samples: int = 200, seed: int = 0) -> dict:
     card = {
         "name": name,
         "architecture": "diffusers UNet2DConditionModel on 12x16x16 (pixel-unshuffled 32x32 RGB), cross-attention "
-                        "on MiniLM token states (encoder_hid_dim 384, text_proj), DDPM epsilon objective, "
+                        "on MiniLM token states (encoder_hid_dim 384, text_proj) and their masked mean as a projection class "
+                        "embedding (the pooled text vector), DDPM epsilon objective, "
                         "DDIM sampling with classifier-free guidance / negative prompt",
         "tokens": 64, "patch": "4x4 pixels of the 32x32 output",
         **{k: training[k] for k in ("parameters", "weights_bytes", "train_steps", "images_seen", "train_cpu_s",
                                     "train_wall_s", "final_mse_last100", "data", "hardware", "config")},
         "training_command": training["command"],
+        "export_command": training.get("export_command"),
         "default_steps": model.default_steps, "default_guidance_scale": model.guidance_scale,
         "measured": {**measured, "judge": "scene-judge (held-out accuracy in its card)",
                      "load_average_1min_after": round(os.getloadavg()[0], 2)},

@@ -109,10 +109,9 @@ def _complete(d) -> bool:
 
 
 def _plots(report: dict, out: Path) -> None:
-    import matplotlib
+    from market.atomic import headless_pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = headless_pyplot()
 
     if "shared" in report:
         rows = report["shared"]

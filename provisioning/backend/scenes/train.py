@@ -269,16 +269,17 @@ def export_generator(name: str, run_dir: Path, default_steps: int = 20, guidance
         "command": f"nice -n 5 python -m provisioning.backend.scenes.train generator --model {name} "
                    f"--max-steps {ckpt['step']} --seed {cfg['seed']} --batch-size {cfg['batch_size']} "
                    f"--pool-size {cfg['pool_size']} --learning-rate {cfg['learning_rate']} --run-dir {run_dir}",
+        "export_command": f"python -m provisioning.backend.scenes.train export --model {name} --run-dir {run_dir} "
+                          f"--default-steps {default_steps} --guidance-scale {guidance_scale}",
     }
     atomic_write_json(out_dir / "training.json", record)
     return record
 
 
 def _plot_curve(curve: list[dict], path: Path, name: str) -> None:
-    import matplotlib
+    from market.atomic import headless_pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = headless_pyplot()
 
     if not curve:
         return
