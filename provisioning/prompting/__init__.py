@@ -22,6 +22,6 @@ Modules, in the order of the paper:
 
 May import: numpy, scipy, ``market`` (errors, atomic IO, seeding), ``provisioning.channel``,
 ``provisioning.backend`` (channel, scenes), ``provisioning.denoising.evaluators``,
-``provisioning.quality``, ``provisioning.coupling``; matplotlib in :mod:`.figures`; torch, gymnasium, stable-baselines3 and imitation
-inside the modules that need them. Never ``incentive``.
+``provisioning.quality``, ``provisioning.coupling``; matplotlib in :mod:`.figures`; torch,
+gymnasium, stable-baselines3 and imitation inside the modules that need them. Never ``incentive``.
 """
