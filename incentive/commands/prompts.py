@@ -85,7 +85,8 @@ def register(subparsers) -> None:
     r.set_defaults(func=_rounds)
 
     x = sub.add_parser("experiment", help="the whole experiment: D, held-out E, 5-seed evaluation, rounds, Figs. 10-12")
-    x.add_argument("--out", required=True, help="folder: D.npz, E.npz, evaluation.json, rounds.json, summary.json, figures")
+    x.add_argument("--out", required=True,
+                   help="folder: D.npz, E.npz, evaluation.json, rounds.json, summary.json, figures")
     x.add_argument("--count", type=types.count(1, 10**4), default=24, help="L_p: requests in D (default 24)")
     x.add_argument("--heldout-count", type=types.count(1, 10**4), default=12, help="held-out requests (default 12)")
     x.add_argument("--images", type=types.count(1, 1024), default=4, help="images per (request, strategy)")

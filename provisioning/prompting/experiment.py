@@ -60,7 +60,7 @@ def load_requests(path: str | Path) -> list[Request]:
         raise ScenarioError("needs at least one [[request]] table", file=path, field="request")
     extra = sorted(set(data) - {"request"})
     if extra:
-        raise ScenarioError(f"unknown top-level key (only [[request]] tables)", file=path, field=extra[0])
+        raise ScenarioError("unknown top-level key (only [[request]] tables)", file=path, field=extra[0])
     out = []
     for i, table in enumerate(tables):
         where = f"request[{i}]"
@@ -230,7 +230,8 @@ def run_experiment(cfg: ExperimentConfig, folder: str | Path, log=print, progres
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
-    generator, scorer, optimizer = make_generator(cfg.generator, cfg.steps), make_scorer(cfg.scorer), WorldPromptOptimizer()
+    generator, scorer = make_generator(cfg.generator, cfg.steps), make_scorer(cfg.scorer)
+    optimizer = WorldPromptOptimizer()
 
     def dataset(name: str, requests, seed: int) -> DemonstrationDataset:
         path, begin = folder / name, time.perf_counter()
@@ -263,7 +264,7 @@ def run_experiment(cfg: ExperimentConfig, folder: str | Path, log=print, progres
                   "heldout_prompts_in_D": 0, "seeds": cfg.seeds, "embedding": cfg.embedding, "policies": policies}
     atomic_write_json(folder / "evaluation.json", json_ready(evaluation))
     times["policies"] = time.perf_counter() - begin
-    # 4. rounds: at the paper's thresholds, and shifted onto our score scale (GAIL's mean where the paper's IRL had 8.06)
+    # 4. rounds: at the paper's thresholds and shifted onto our scale (GAIL's mean where the paper's IRL had 8.06)
     shift = policies["gail"]["mean_score"]["mean"] - PAPER_IRL_UTILITY if "gail" in policies else 0.0
     rounds_docs = {}
     for label, offset in (("paper", 0.0), ("shifted", shift)):

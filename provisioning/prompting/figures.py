@@ -113,7 +113,8 @@ def _curve_stats(curves: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Timesteps and the mean / std over seeds of the held-out score (curves cut to the shortest)."""
     length = min(len(c) for c in curves)
     arr = np.array([c[:length] for c in curves], dtype=float)   # (seeds, points, 3)
-    return arr[0, :, 0], arr[:, :, 1].mean(axis=0), arr[:, :, 1].std(axis=0, ddof=1) if len(arr) > 1 else 0 * arr[0, :, 1]
+    spread = arr[:, :, 1].std(axis=0, ddof=1) if len(arr) > 1 else np.zeros(arr.shape[1])
+    return arr[0, :, 0], arr[:, :, 1].mean(axis=0), spread
 
 
 def plot_training(evaluation: dict, path: str | Path) -> Path:
