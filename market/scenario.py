@@ -236,6 +236,23 @@ def _type_name(value: Any) -> str:
     )
 
 
+def finite_number(value: Any, fail) -> float:
+    """A TOML value as a finite float, the one check every scenario reader uses.
+
+    ``fail(message)`` returns the exception to raise (it names the file and the field);
+    booleans, strings, integers beyond double precision, inf and nan are refused.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise fail(f"must be a number, got {_type_name(value)} {value!r}")
+    try:
+        value = float(value)
+    except OverflowError:  # a TOML integer beyond double precision
+        raise fail(f"is too large to be a number ({len(str(value))} digits)") from None
+    if not math.isfinite(value):
+        raise fail(f"must be finite, got {value!r}")
+    return value
+
+
 # ----------------------------------------------------------------------------- the rules
 REQUIRED = ...
 """Sentinel default of a required field."""
@@ -416,14 +433,7 @@ class _Fields:
             return default
         value = self.table[key]
         if kind == "float":
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise self.error(key, f"must be a number, got {_type_name(value)} {value!r}")
-            try:
-                value = float(value)
-            except OverflowError:  # a TOML integer beyond double precision
-                raise self.error(key, f"is too large to be a number ({len(str(value))} digits)") from None
-            if not math.isfinite(value):
-                raise self.error(key, f"must be finite, got {value!r}")
+            value = finite_number(value, lambda message: self.error(key, message))
         elif kind == "int":
             if isinstance(value, bool) or not isinstance(value, int):
                 raise self.error(key, f"must be an integer, got {_type_name(value)} {value!r}")

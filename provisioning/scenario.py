@@ -15,7 +15,6 @@ May import: the standard library, numpy, ``market.errors``, ``market.bounds``, `
 """
 from __future__ import annotations
 
-import math
 import re
 import tomllib
 from dataclasses import asdict, dataclass, field
@@ -24,6 +23,7 @@ from typing import Any, Mapping
 
 from market.bounds import Bound
 from market.errors import ScenarioError
+from market.scenario import finite_number
 from provisioning.channel import ChannelParams
 from provisioning.quality import SimulatedQualityModel
 
@@ -252,14 +252,7 @@ class _Table:
 
     def _check_number(self, key: str, value: Any, *, minimum=None, positive=False, maximum=None, label=None) -> float:
         name = label or key
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.error(name, f"must be a number, got {type(value).__name__} {value!r}")
-        try:
-            value = float(value)
-        except OverflowError:  # a TOML integer beyond double precision
-            raise self.error(name, f"is too large to be a number ({len(str(value))} digits)") from None
-        if not math.isfinite(value):
-            raise self.error(name, f"must be finite, got {value!r}")
+        value = finite_number(value, lambda message: self.error(name, message))
         if positive and value <= 0:
             raise self.error(name, f"must be > 0, got {value!r}")
         if minimum is not None and value < minimum:

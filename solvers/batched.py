@@ -79,7 +79,9 @@ class BatchResult:
     max_relative_reward_distance: np.ndarray
     """(K,) each market's largest bound on |reward - best response| / reward."""
     passed: np.ndarray
-    """(K,) bool: the market's certificate passes (regret and KKT within ``tolerance``)."""
+    """(K,) bool: the market's certificate passes (regret, KKT and QoE floors within ``tolerance``)."""
+    floor_violation: np.ndarray
+    """(K,) each market's largest QoE-floor shortfall (QoE units; 0 where no floor binds)."""
     tolerance: float
     """Certificate tolerance (relative)."""
     solve_time_s: float
@@ -112,7 +114,7 @@ class BatchResult:
         c = self.certificate
         return replace(c, regret=c.regret[part], relative_regret=c.relative_regret[part],
                        best_deviation=c.best_deviation[part], reward_distance=c.reward_distance[part],
-                       rewards=c.rewards[part], kkt=self._kkt[k])
+                       rewards=c.rewards[part], kkt=self._kkt[k], floor_violation=float(self.floor_violation[k]))
 
 
 def solve_batch(markets: list[Market], *, backend: str = "numpy", tolerance: float = 1e-6,
@@ -152,7 +154,7 @@ def solve_batch(markets: list[Market], *, backend: str = "numpy", tolerance: flo
     passed = (rel <= tolerance) & (kkt_max <= tolerance) & (floor <= tolerance)
     cert_time = time.perf_counter() - start
     out = BatchResult(rewards=rewards.reshape(k, m), max_relative_regret=rel, kkt_residual=kkt_max,
-                      max_relative_reward_distance=dist, passed=passed, tolerance=tolerance,
+                      max_relative_reward_distance=dist, passed=passed, floor_violation=floor, tolerance=tolerance,
                       solve_time_s=solve_time, certificate_time_s=cert_time, iterations=iterations, backend=used,
                       union=union, certificate=cert)
     from market.followers import KKTResiduals
@@ -184,6 +186,7 @@ def _resolve_alone(batch: BatchResult, markets: list[Market], solver: str, toler
         batch.rewards[k] = result.rewards
         batch.max_relative_regret[k], batch.kkt_residual[k] = c.max_relative_regret, c.kkt_residual
         batch.max_relative_reward_distance[k] = c.max_relative_reward_distance
+        batch.floor_violation[k] = c.floor_violation
         batch.passed[k] = c.passed
         batch.resolved[int(k)] = c
     batch.solve_time_s += time.perf_counter() - start

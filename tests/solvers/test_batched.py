@@ -65,3 +65,17 @@ def test_failed_markets_are_resolved_alone(markets):
     assert set(fixed.resolved) == failed
     for k in failed:
         assert fixed.market_certificate(k).max_relative_regret == fixed.max_relative_regret[k]
+
+
+def test_a_qoe_floor_violation_is_its_own_markets_not_the_batchs(markets):
+    import dataclasses
+
+    floored = dataclasses.replace(markets[1], qoe_required=np.where(np.arange(markets[1].n_mus) == 0,
+                                                                     2.0 * markets[1].qoe_ceiling, np.nan))
+    batch = solve_batch([markets[0], floored, markets[2]], resolve_failed=False)
+    for k, mk in enumerate([markets[0], floored, markets[2]]):
+        alone = certify(mk, batch.rewards[k])
+        part = batch.market_certificate(k)
+        assert part.floor_violation == pytest.approx(alone.floor_violation)
+        assert part.passed == alone.passed
+    assert batch.floor_violation[1] > 0 and batch.floor_violation[0] == 0 == batch.floor_violation[2]
