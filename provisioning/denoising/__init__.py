@@ -9,8 +9,11 @@ Interactive AI for Distributed Diffusion Model-based AI-Generated Content", sect
 - :mod:`.problem`: the allocation problem of eqs. (21)-(24) with the penalised reward of
   eq. (27), its gymnasium environment, and the exact optimum by enumeration;
 - :mod:`.gddpg`: G-DDPG (the D3PG diffusion actor with one DDPG critic), registered as an agent;
-- :mod:`.runs`: train / evaluate orchestration for ``incentive denoise``.
+- :mod:`.learning`: the problem on the shared training scaffolding (``provisioning.training``:
+  run folders, checkpoints, resume), validation on held-out users;
+- :mod:`.runs`: the comparison behind ``incentive denoise evaluate`` (5 seeds, held-out users);
+- :mod:`.figures`: Figs. 8-14.
 
-May import: numpy, scipy, torch, gymnasium, ``market`` (errors, atomic IO), ``provisioning.channel``,
+May import: numpy, scipy, torch, gymnasium, matplotlib, ``market`` (errors, atomic IO), ``provisioning.channel``,
 ``provisioning.agents`` and the public API of ``provisioning.backend.scenes``. Never ``incentive``.
 """

@@ -53,6 +53,14 @@ class GenerationKey:
     ber: float
     seed: int
 
+    @classmethod
+    def of(cls, server_prompt: str, device_prompt: str, t0: int, tk: int, ber: float, seed: int) -> "GenerationKey":
+        """The canonical key: without server steps (``t0 = 0``) the server prompt and the link play
+        no part, so they are blanked and every server shares the device's image."""
+        if int(t0) == 0:
+            server_prompt, ber = "", 0.0
+        return cls(server_prompt, device_prompt, int(t0), int(tk), float(ber), int(seed))
+
     def digest(self, identity: str) -> str:
         text = json.dumps({"v": CACHE_VERSION, "generator": identity, **asdict(self)}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
@@ -64,6 +72,12 @@ class Generator(Protocol):
     identity: str
 
     def generate(self, key: GenerationKey) -> np.ndarray: ...
+
+
+def generate_many(generator: Generator, keys: list) -> list:
+    """Images of ``keys``: the generator's batched ``generate_many`` when it has one, else one by one."""
+    batched = getattr(generator, "generate_many", None)
+    return list(batched(keys)) if batched is not None else [generator.generate(k) for k in keys]
 
 
 class RenderingGenerator:
@@ -105,11 +119,18 @@ def weights_digest(model) -> str:
 
 
 class SceneBackendGenerator:
-    """The scene backend's UNet with the bit-flip link (CPU or CUDA)."""
+    """The scene backend's UNet with the bit-flip link (CPU or CUDA).
 
-    def __init__(self, model, guidance_scale: float | None = None):
+    :meth:`generate_many` batches keys that share a schedule (``t0``, ``t_k``) and runs each
+    distinct server part (server prompt, noise seed) once; the link draws the same bit flips as
+    :meth:`generate` (same seeds), so both give the same image up to float rounding of batched
+    convolutions.
+    """
+
+    def __init__(self, model, guidance_scale: float | None = None, batch_size: int = 128):
         self.model = model
         self.guidance_scale = guidance_scale
+        self.batch_size = int(batch_size)
         self.identity = f"scenes-{model.name}-{weights_digest(model)}-g{model.guidance_scale if guidance_scale is None else guidance_scale}"
 
     def generate(self, key: GenerationKey) -> np.ndarray:
@@ -122,10 +143,45 @@ class SceneBackendGenerator:
         x = scene_noise(1, key.seed, model.device)
         if key.t0 > 0:
             server = denoise_scenes(model, x, [key.server_prompt], total, 0, key.t0, self.guidance_scale)
-            rng = np.random.default_rng(np.random.SeedSequence([key.seed, key.t0, key.tk, int(round(key.ber * 1e6))]))
-            x = torch.as_tensor(transmit_latent(server.float().cpu().numpy(), key.ber, rng=rng).values).to(model.device)
+            x = torch.as_tensor(transmit_latent(server.float().cpu().numpy(), key.ber, rng=self._link_rng(key)).values,
+                                dtype=torch.float32).to(model.device)
         out = denoise_scenes(model, x, [key.device_prompt], total, key.t0, None, self.guidance_scale)
         return from_latent(out).clamp(-1, 1).float().cpu().numpy()[0]
+
+    @staticmethod
+    def _link_rng(key: GenerationKey) -> np.random.Generator:
+        return np.random.default_rng(np.random.SeedSequence([key.seed, key.t0, key.tk, int(round(key.ber * 1e6))]))
+
+    def generate_many(self, keys: list) -> list:
+        """Images of ``keys`` (any order), batched by schedule; see the class docstring."""
+        import torch
+
+        from provisioning.backend.channel import transmit_latent
+        from provisioning.backend.scenes.generator import denoise_scenes, from_latent, scene_noise
+
+        model, images = self.model, {}
+        groups: dict = {}
+        for i, key in enumerate(keys):
+            groups.setdefault((key.t0, key.tk), []).append(i)
+        for (t0, tk), members in sorted(groups.items()):
+            members.sort(key=lambda i: (keys[i].server_prompt, keys[i].seed, keys[i].device_prompt, keys[i].ber))
+            for start in range(0, len(members), self.batch_size):
+                chunk = [keys[i] for i in members[start:start + self.batch_size]]
+                if t0 > 0:
+                    parts = sorted({(k.server_prompt, k.seed) for k in chunk})
+                    noise = torch.cat([scene_noise(1, seed, model.device) for _, seed in parts])
+                    server = denoise_scenes(model, noise, [p for p, _ in parts], t0 + tk, 0, t0,
+                                            self.guidance_scale).float().cpu().numpy()
+                    where = {part: j for j, part in enumerate(parts)}
+                    x = np.concatenate([transmit_latent(server[where[(k.server_prompt, k.seed)]][None], k.ber,
+                                                        rng=self._link_rng(k)).values for k in chunk])
+                    x = torch.as_tensor(x, dtype=torch.float32).to(model.device)
+                else:
+                    x = torch.cat([scene_noise(1, k.seed, model.device) for k in chunk])
+                out = denoise_scenes(model, x, [k.device_prompt for k in chunk], t0 + tk, t0, None, self.guidance_scale)
+                for i, image in zip(members[start:start + self.batch_size], from_latent(out).clamp(-1, 1).float().cpu().numpy()):
+                    images[i] = image
+        return [images[i] for i in range(len(keys))]
 
 
 class GenerationCache:
@@ -145,8 +201,6 @@ class GenerationCache:
 
     def image(self, key: GenerationKey) -> np.ndarray:
         """The image of ``key`` (generated at most once per cache directory)."""
-        from market.atomic import atomic_write_bytes
-
         digest = key.digest(self.generator.identity)
         if digest in self._memory:
             self.memory_hits += 1
@@ -157,12 +211,52 @@ class GenerationCache:
         else:
             image = np.asarray(self.generator.generate(key), dtype=np.float32)
             self.misses += 1
-            if self.directory is not None:
-                buffer = io.BytesIO()
-                np.save(buffer, image)
-                atomic_write_bytes(self._path(digest), buffer.getvalue())
+            self._store(digest, image)
+            return image
         self._memory[digest] = image
         return image
+
+    def contains(self, key: GenerationKey) -> bool:
+        """Whether ``key``'s image is in memory or on disk (nothing is generated)."""
+        digest = key.digest(self.generator.identity)
+        return digest in self._memory or (self.directory is not None and self._path(digest).is_file())
+
+    def fill(self, keys, progress=lambda done, total: None) -> dict:
+        """Generate every key not yet cached, in batches (:func:`generate_many`); its counters.
+
+        Returns ``{"keys", "already_cached", "generated", "seconds"}`` (wall seconds of generation).
+        """
+        import time
+
+        keys = list(dict.fromkeys(keys))
+        # schedule-major order: a chunk holds few (t0, t_k) groups, so the batches are large
+        todo = sorted((k for k in keys if not self.contains(k)),
+                      key=lambda k: (k.t0, k.tk, k.server_prompt, k.seed, k.device_prompt, k.ber))
+        begin = time.perf_counter()
+        step = 512
+        for start in range(0, len(todo), step):
+            chunk = todo[start:start + step]
+            for key, image in zip(chunk, generate_many(self.generator, chunk)):
+                self._store(key.digest(self.generator.identity), np.asarray(image, dtype=np.float32))
+                self.misses += 1
+            progress(min(start + step, len(todo)), len(todo))
+        return {"keys": len(keys), "already_cached": len(keys) - len(todo), "generated": len(todo),
+                "seconds": time.perf_counter() - begin}
+
+    def _store(self, digest: str, image: np.ndarray) -> None:
+        from market.atomic import atomic_write_bytes
+
+        if self.directory is not None:
+            buffer = io.BytesIO()
+            np.save(buffer, image)
+            atomic_write_bytes(self._path(digest), buffer.getvalue())
+        self._memory[digest] = image
+
+    def disk_bytes(self) -> int:
+        """Bytes of this generator's entries on disk (0 without a directory)."""
+        if self.directory is None or not self.directory.is_dir():
+            return 0
+        return sum(p.stat().st_size for p in self.directory.glob("*/*.npy"))
 
     def stats(self) -> dict:
         served = self.memory_hits + self.disk_hits

@@ -89,6 +89,18 @@ class DenoiseConfig:
     noise_seeds: int = 4
     """Initial-noise seeds a state draws from: generations repeat across episodes (cache hits)."""
 
+    def validate(self) -> None:
+        """Raise a one-line UserError naming the first bad grid (as its command-line option)."""
+        from market.errors import UserError
+
+        checks = (("--t0-grid", self.t0_grid, lambda v: isinstance(v, int) and v >= 0),
+                  ("--tk-grid", self.tk_grid, lambda v: isinstance(v, int) and v >= 1),
+                  ("--ber-levels", self.ber_levels, lambda v: 0.0 <= v <= 0.5))
+        for option, values, ok in checks:
+            if not values or not all(ok(v) for v in values) or list(values) != sorted(set(values)):
+                raise UserError(f"{option} {','.join(map(str, values))}: need distinct values in increasing order"
+                                + (" in [0, 0.5]" if option == "--ber-levels" else " (integers, steps >= 1)"))
+
 
 @dataclass
 class DenoiseState:
@@ -121,7 +133,12 @@ def link_ber(config: DenoiseConfig, gain_db: float, power_dbw: float) -> float:
 
 
 class QoETable:
-    """Evaluator QoE of device images, through the generation cache; one per problem."""
+    """Evaluator QoE of device images, through the generation cache; one per problem.
+
+    A QoE value is a function of the generation key and the user (name and traits) who scores
+    the image, memoised here; its stochastic part is seeded by the key and the user's name, so
+    a user's score of an image does not depend on which device slot the user sits in.
+    """
 
     def __init__(self, config: DenoiseConfig, cache: GenerationCache, judge):
         self.config = config
@@ -129,31 +146,81 @@ class QoETable:
         self.judge = judge
         self._qoe: dict = {}
         self.lookups = 0
+        self.generated_by_lookups = 0
+        """Images generated because a lookup missed the cache (a fill is counted by the fill)."""
+        self.keys_seen: set = set()
 
     def stats(self) -> dict:
-        """The image cache's counters and the share of QoE lookups that generated nothing."""
+        """The image cache's counters and the share of QoE lookups that generated nothing.
+
+        ``share_of_lookups_without_generation`` counts only images generated through lookups
+        (a prior :meth:`GenerationCache.fill` is reported by the fill itself);
+        ``lazy_share_without_generation`` is what an initially empty cache filled on demand would
+        have served: ``1 - distinct keys looked up / lookups``.
+        """
         images = self.cache.stats()
+        generated = self.generated_by_lookups
+        share = 1 - generated / self.lookups if self.lookups else None
+        lazy = 1 - len(self.keys_seen) / self.lookups if self.lookups else None
         return {**images, "qoe_lookups": self.lookups, "distinct_qoe_values": len(self._qoe),
-                "share_of_lookups_without_generation": 1 - images["generated"] / self.lookups if self.lookups else None}
+                "distinct_images_looked_up": len(self.keys_seen), "generated_by_lookups": generated,
+                "share_of_lookups_without_generation": share, "lazy_share_without_generation": lazy}
 
     def qoe(self, state: DenoiseState, requests: list) -> np.ndarray:
         """QoE of ``requests`` = [(device k, t0, t_k, ber)] in ``state``, batched through the judge."""
         self.lookups += len(requests)
-        keys = [GenerationKey(state.server_prompt, state.users[k].prompt, int(t0), int(tk), float(ber), state.seed)
+        keys = [GenerationKey.of(state.server_prompt, state.users[k].prompt, t0, tk, ber, state.seed)
                 for k, t0, tk, ber in requests]
-        todo = [i for i, key in enumerate(keys) if (key, requests[i][0]) not in self._qoe]
+        self.keys_seen.update(keys)
+        users = [state.users[req[0]] for req in requests]
+        memo = [(key, user.name, tuple(user.personality.vector())) for key, user in zip(keys, users)]
+        todo, pending = [], set()
+        for i, m in enumerate(memo):
+            if m not in self._qoe and m not in pending:
+                todo.append(i)
+                pending.add(m)
         if todo:
+            misses = self.cache.misses
             images = np.stack([self.cache.image(keys[i]) for i in todo])
+            self.generated_by_lookups += self.cache.misses - misses
             own = [keys[i].device_prompt for i in todo]
-            other = [keys[i].server_prompt if keys[i].t0 > 0 else None for i in todo]
+            other = [state.server_prompt if keys[i].t0 > 0 else None for i in todo]
             props = measure_properties(self.judge, images, own, other)
             for j, i in enumerate(todo):
-                k = requests[i][0]
                 one = type(props)(**{name: v[j:j + 1] for name, v in props.__dict__.items()})
-                ev = make_evaluator(self.config.evaluator, state.users[k].personality)
-                seed = int(keys[i].digest(str(k))[:8], 16)
-                self._qoe[(keys[i], k)] = float(ev.qoe(one, images[j:j + 1], own[j:j + 1], other[j:j + 1], [seed])[0])
-        return np.array([self._qoe[(key, req[0])] for key, req in zip(keys, requests)])
+                ev = make_evaluator(self.config.evaluator, users[i].personality)
+                seed = int(keys[i].digest(users[i].name)[:8], 16)
+                self._qoe[memo[i]] = float(ev.qoe(one, images[j:j + 1], own[j:j + 1], other[j:j + 1], [seed])[0])
+        return np.array([self._qoe[m] for m in memo])
+
+
+def reachable_ber_levels(config: DenoiseConfig) -> list[float]:
+    """The BER levels a link can land on: every level between those of the best and the worst
+    link (the F-fading BER is monotone in the mean SNR, which ranges over the gain range and
+    the power levels)."""
+    lo, hi = config.gain_db_range
+    best = link_ber(config, hi, max(config.power_levels_dbw))
+    worst = link_ber(config, lo, min(config.power_levels_dbw))
+    return [float(level) for level in config.ber_levels if best <= level <= worst]
+
+
+def key_space(config: DenoiseConfig, users: list) -> list[GenerationKey]:
+    """Every generation key a state over ``users`` can ask for (what a cache fill generates).
+
+    Size: ``|users| |t_k| S`` without server steps plus ``|pairs| |t0 > 0| |t_k| |BER levels| S``
+    with them, where ``S = noise_seeds`` and the pairs are (server user, device user), the
+    device user being any user (itself included) when there are two devices or more.
+    """
+    keys = []
+    prompts = list(dict.fromkeys(u.prompt for u in users))
+    bers = reachable_ber_levels(config)
+    for seed in range(config.noise_seeds):
+        for device in prompts:
+            keys += [GenerationKey.of("", device, 0, tk, 0.0, seed) for tk in config.tk_grid]
+            servers = prompts if config.devices > 1 else [device]
+            keys += [GenerationKey.of(server, device, t0, tk, ber, seed) for server in servers
+                     for t0 in config.t0_grid if t0 > 0 for tk in config.tk_grid for ber in bers]
+    return list(dict.fromkeys(keys))
 
 
 @dataclass
@@ -194,31 +261,56 @@ def outcome(config: DenoiseConfig, table: QoETable, state: DenoiseState, alloc: 
     return Outcome(float(reward), qoe, t0, tk, power, ber, device_excess, shortfall, server_excess)
 
 
+def _device_values(config: DenoiseConfig, table: QoETable, state: DenoiseState, t0: int) -> np.ndarray:
+    """``(K, L, |t_k|)``: each device's separable reward part (QoE minus its device and threshold
+    penalties) for every power level and device step count, given the server steps ``t0``."""
+    tk = np.asarray(config.tk_grid, dtype=float)
+    device_penalty = config.penalty_device * np.maximum(0.0, config.device_energy_per_step * tk - config.device_budget)
+    values = np.zeros((config.devices, len(config.power_levels_dbw), len(tk)))
+    for k in range(config.devices):
+        for p, power in enumerate(config.power_levels_dbw):
+            ber = link_ber(config, state.gain_db[k], power) if t0 > 0 else 0.0
+            q = table.qoe(state, [(k, t0, steps, ber) for steps in config.tk_grid])
+            values[k, p] = q - device_penalty - config.penalty_threshold * np.maximum(0.0, config.qoe_threshold - q)
+    return values
+
+
+def _best_over_powers(config: DenoiseConfig, values: np.ndarray, t0: int, weight: float = 1.0):
+    """``(total, t_k indices, power indices)`` maximising the summed parts minus ``weight`` times the
+    server penalty, over every power vector (the best ``t_k`` per device and power level)."""
+    part, arg = values.max(axis=2), values.argmax(axis=2)
+    best = None
+    for powers in itertools.product(range(len(config.power_levels_dbw)), repeat=config.devices):
+        total = sum(part[k, p] for k, p in enumerate(powers)) - weight * config.penalty_server * max(
+            0.0, config.server_energy_per_step * t0
+            + config.power_energy * sum(config.power_levels_dbw[p] for p in powers) - config.server_budget)
+        if best is None or total > best[0] + 1e-12:
+            best = (total, tuple(int(arg[k, p]) for k, p in enumerate(powers)), tuple(powers))
+    return best
+
+
 def optimum(config: DenoiseConfig, table: QoETable, state: DenoiseState) -> tuple[Allocation, Outcome]:
     """The exact best allocation of ``state`` over the whole grid (see the module docstring)."""
-    K, L = config.devices, len(config.power_levels_dbw)
     best = None
     for i0, t0 in enumerate(config.t0_grid):
-        # per device and power level: the best device-separable reward part and its t_k index
-        part = np.zeros((K, L))
-        arg = np.zeros((K, L), dtype=int)
-        for k in range(K):
-            for p, power in enumerate(config.power_levels_dbw):
-                ber = link_ber(config, state.gain_db[k], power) if t0 > 0 else 0.0
-                q = table.qoe(state, [(k, t0, tk, ber) for tk in config.tk_grid])
-                tk = np.asarray(config.tk_grid, dtype=float)
-                value = (q - config.penalty_device * np.maximum(0.0, config.device_energy_per_step * tk - config.device_budget)
-                         - config.penalty_threshold * np.maximum(0.0, config.qoe_threshold - q))
-                arg[k, p] = int(np.argmax(value))
-                part[k, p] = value[arg[k, p]]
-        for powers in itertools.product(range(L), repeat=K):
-            total = sum(part[k, p] for k, p in enumerate(powers)) - config.penalty_server * max(
-                0.0, config.server_energy_per_step * t0
-                + config.power_energy * sum(config.power_levels_dbw[p] for p in powers) - config.server_budget)
-            if best is None or total > best[0] + 1e-12:
-                best = (total, Allocation(i0, tuple(int(arg[k, p]) for k, p in enumerate(powers)), tuple(powers)))
+        total, tk_index, power_index = _best_over_powers(config, _device_values(config, table, state, t0), t0)
+        if best is None or total > best[0] + 1e-12:
+            best = (total, Allocation(i0, tk_index, power_index))
     alloc = best[1]
     return alloc, outcome(config, table, state, alloc)
+
+
+def best_fixed_allocation(config: DenoiseConfig, table: QoETable, states: list) -> Allocation:
+    """The one allocation (per device slot) with the highest total reward over ``states``, chosen
+    in hindsight: what a policy that ignores the state could reach at best. Exact by the same
+    separation as :func:`optimum`, with the device parts summed over the states."""
+    best = None
+    for i0, t0 in enumerate(config.t0_grid):
+        values = sum(_device_values(config, table, s, t0) for s in states)
+        total, tk_index, power_index = _best_over_powers(config, values, t0, weight=len(states))
+        if best is None or total > best[0] + 1e-12:
+            best = (total, Allocation(i0, tk_index, power_index))
+    return best[1]
 
 
 def decode_action(config: DenoiseConfig, action) -> Allocation:
@@ -282,7 +374,9 @@ class DenoiseEnv(gym.Env):
         super().__init__()
         self.config, self.users, self.table = config, list(users), table
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(1 + 2 * config.devices,), dtype=np.float32)
-        dim = config.devices * (5 + 8 + 3) + 3
+        from provisioning.backend.scenes import ATTRIBUTES
+
+        dim = config.devices * (5 + len(ATTRIBUTES) + 3) + 3
         high = max(1.0, config.device_energy_per_step, config.device_budget / 10.0, config.server_energy_per_step,
                    config.server_budget / 10.0, config.qoe_threshold)
         self.observation_space = gym.spaces.Box(-1.0, high, shape=(dim,), dtype=np.float32)

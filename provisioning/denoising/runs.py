@@ -1,29 +1,40 @@
-"""Train and evaluate allocation policies on the denoising problem (``incentive denoise``).
+"""Train and evaluate allocation policies on the denoising problem (``incentive denoise evaluate``).
 
 What this module is for: the steps of a comparison, on typed records. For each policy name
 (``gddpg``, ``ddpg``, ``td3``, ``sac`` from :mod:`provisioning.agents.registry`; ``random``;
-``optimum`` by enumeration) and each seed: train on the training users' states (learners),
-then decide on held-out states drawn from the held-out users, and score every decision with
-eq. (27) through the same QoE table (same generation cache). Reported per policy: ``sum_qoe``
-(mean over held-out states of the sum of the users' QoE), ``reward``, ``fraction_of_optimum``
-(mean reward over the optimum's mean reward on the same states), ``threshold_violations``
-(mean number of users below ``Q_th`` per state), each with its spread over seeds.
+``optimum`` by enumeration) and each seed:
 
-May import: numpy, torch, ``provisioning.agents.registry``, ``provisioning.evaluation`` (spread),
-this package.
+1. learners: train on the training users' states through the shared scaffolding
+   (:func:`.learning.train_learner_run`: one resumable run folder ``<runs>/<policy>/seed_<s>``,
+   whose learning curve is the test reward on validation states of the held-out users);
+2. decide on held-out states drawn from the held-out users (disjoint seeds) and score every
+   decision with eq. (27) through the same QoE table (the same generation cache).
+
+Reported per policy: ``sum_qoe`` (mean over held-out states of the sum of the users' QoE),
+``reward``, ``fraction_of_optimum`` (mean reward / the optimum's mean reward on the same
+states), ``threshold_violations`` (mean number of users below ``Q_th`` per state), each with its
+spread over seeds; plus every decision (for Fig. 12-14) and the learning curves (Fig. 11).
+
+May import: numpy, ``provisioning.agents.registry``, ``provisioning.evaluation`` (spread),
+``provisioning.training`` (through :mod:`.learning`), this package.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from .problem import DenoiseConfig, DenoiseEnv, QoETable, decode_action, draw_state, observation, optimum, outcome
+from .learning import (
+    HELD_OUT_SEED_BASE, DenoiseProblem, DenoiseValidation, UniformRandomPolicy, decide, learner_overrides,
+    train_learner_run,
+)
+from .problem import best_fixed_allocation, optimum, outcome
+
+__all__ = ["LEARNERS", "POLICIES", "CompareConfig", "compare", "learner_overrides", "HELD_OUT_SEED_BASE"]
 
 LEARNERS = ("gddpg", "ddpg", "td3", "sac")
 POLICIES = LEARNERS + ("random", "optimum")
-#: Seeds of held-out states (disjoint from training: the env's own stream never hands these out by design).
-HELD_OUT_SEED_BASE = 10 ** 9
 
 
 @dataclass
@@ -35,80 +46,136 @@ class CompareConfig:
     train_steps: int = 3000
     held_out_states: int = 20
     warmup_steps: int = 500
+    eval_every: int = 500
+    """Learning-curve (validation) interval and checkpoint interval, in environment steps."""
+    eval_states: int = 8
+    """Validation states of the learning curves (held-out users, seeds apart from the test states)."""
 
 
 @dataclass
 class PolicyScores:
-    """One policy's per-seed means over the held-out states."""
+    """One policy's per-seed means over the held-out states, its decisions and curves."""
 
     name: str
     sum_qoe: list = field(default_factory=list)
     reward: list = field(default_factory=list)
     threshold_violations: list = field(default_factory=list)
+    decisions: list = field(default_factory=list)
+    """Per seed, per state: the allocation and its outcome."""
+    curves: list = field(default_factory=list)
+    """Per seed (learners): ``[{step, reward, fraction_of_optimum, sum_qoe}]``."""
 
 
-class UniformRandomPolicy:
-    """Uniform actions in ``[-1, 1]^d`` (the random baseline), seeded."""
-
-    name = "random"
-
-    def __init__(self, action_dim: int, seed: int):
-        self.action_dim, self.rng = action_dim, np.random.default_rng(seed)
-
-    def act(self, observations, states=None) -> np.ndarray:
-        return self.rng.uniform(-1, 1, size=self.action_dim).astype(np.float32)
+def decision_record(alloc, result) -> dict:
+    """A JSON-ready decision: grid values chosen and their outcome."""
+    return {"t0": result.t0, "tk": result.tk.tolist(), "power_dbw": result.power_dbw.tolist(),
+            "ber": result.ber.tolist(), "qoe": result.qoe.tolist(), "reward": result.reward,
+            "t0_index": alloc.t0_index, "tk_index": list(alloc.tk_index), "power_index": list(alloc.power_index)}
 
 
-def learner_overrides(name: str, train_steps: int, warmup_steps: int) -> dict:
-    """The budget-dependent settings of a learner (warm-up no longer than a quarter of the run)."""
-    warm = max(1, min(warmup_steps, train_steps // 4))
-    if name == "gddpg":
-        return {"warmup_steps": warm, "batch_size": 64, "actor_batch_size": 32}
-    return {"learning_starts": warm, "batch_size": 64}
+def _curve(train_result) -> list[dict]:
+    return [{"step": c["step"], "reward": c["mean_utility"], "fraction_of_optimum": c["fraction_of_oracle"]}
+            for c in train_result.curve]
 
 
-def train_learner(name: str, env: DenoiseEnv, train_steps: int, seed: int, warmup_steps: int):
-    """Train registry agent ``name`` on ``env`` for ``train_steps`` decisions; its acting policy."""
+def _policy_for(problem: DenoiseProblem, name: str, seed: int, cfg: CompareConfig, runs_dir: Path | None,
+                validation, record: PolicyScores, progress):
+    """The acting policy of ``name`` for ``seed`` (training or resuming a learner's run)."""
     from provisioning.agents.registry import get
+    from provisioning.evaluation import sampling_seed
 
-    spec = get(name)
-    config = spec.make_config(**learner_overrides(name, train_steps, warmup_steps))
-    trainer = spec.trainer_class()(env, config, seed=seed, total_steps=train_steps)
-    trainer.advance(train_steps, lambda: False, lambda: None)
-    return trainer.validation_policy()
+    if name == "random":
+        return UniformRandomPolicy(1 + 2 * problem.config.devices, seed)
+    progress(f"training {name} seed {seed} ({cfg.train_steps} steps)")
+    if runs_dir is None:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            result = train_learner_run(problem, name, seed, cfg.train_steps, tmp, eval_every=cfg.eval_every,
+                                       eval_states=cfg.eval_states, warmup_steps=cfg.warmup_steps, validation=validation)
+            policy = get(name).load_policy(tmp, seed=sampling_seed(seed))
+    else:
+        result = train_learner_run(problem, name, seed, cfg.train_steps, runs_dir / name / f"seed_{seed}", resume=True,
+                                   eval_every=cfg.eval_every, eval_states=cfg.eval_states,
+                                   warmup_steps=cfg.warmup_steps, validation=validation)
+        policy = get(name).load_policy(result.run_dir, seed=sampling_seed(seed))
+    record.curves.append(_curve(result))
+    return policy
 
 
-def compare(problem: DenoiseConfig, train_users: list, test_users: list, table: QoETable, cfg: CompareConfig,
+def claims(scores: dict) -> dict:
+    """The paper's two claims, read off the per-seed numbers (nothing is asserted here).
+
+    ``gddpg_reaches_95_percent``: G-DDPG's mean fraction of the optimum and its minimum over
+    seeds against 0.95. ``gddpg_over_ddpg``: the relative sum-QoE gain of G-DDPG over DDPG
+    (ratio of the means over seeds, minus 1; the paper claims about +0.15), the per-seed
+    differences' spread and Welch's t-test on the per-seed sums (seeds are independent runs).
+    """
+    from scipy import stats
+
+    out: dict = {}
+    g = scores.get("gddpg")
+    if g is not None and g["fraction_of_optimum"] is not None:
+        fractions = g["per_seed"]["fraction_of_optimum"]
+        out["gddpg_reaches_95_percent"] = {"mean_fraction": float(np.mean(fractions)), "min_fraction": float(np.min(fractions)),
+                                           "by_mean": bool(np.mean(fractions) >= 0.95),
+                                           "every_seed": bool(np.min(fractions) >= 0.95)}
+    if g is not None and "ddpg" in scores:
+        a, b = np.array(g["per_seed"]["sum_qoe"]), np.array(scores["ddpg"]["per_seed"]["sum_qoe"])
+        welch = stats.ttest_ind(a, b, equal_var=False) if min(len(a), len(b)) > 1 else None
+        out["gddpg_over_ddpg"] = {
+            "relative_sum_qoe_gain": float(a.mean() / b.mean() - 1) if b.mean() > 0 else None,
+            "claimed_gain": 0.15, "sum_qoe_gddpg": float(a.mean()), "sum_qoe_ddpg": float(b.mean()),
+            "welch_t": float(welch.statistic) if welch is not None else None,
+            "welch_p": float(welch.pvalue) if welch is not None else None}
+    return out
+
+
+def compare(problem: DenoiseProblem, cfg: CompareConfig, runs_dir: str | Path | None = None,
             progress=lambda text: None) -> dict:
-    """Run the comparison; a JSON-ready dict (see the module docstring)."""
+    """Run the comparison; a JSON-ready dict (see the module docstring).
+
+    ``runs_dir``: where the learners' run folders go (resumed when present); None = temporary.
+    """
     from provisioning.evaluation import spread
 
-    states = [draw_state(problem, test_users, HELD_OUT_SEED_BASE + i) for i in range(cfg.held_out_states)]
-    best = [optimum(problem, table, s)[1] for s in states]
-    best_reward = float(np.mean([b.reward for b in best]))
+    runs_dir = None if runs_dir is None else Path(runs_dir)
+    states = problem.states(cfg.held_out_states, HELD_OUT_SEED_BASE)
+    best = [optimum(problem.config, problem.table, s) for s in states]
+    best_reward = float(np.mean([b[1].reward for b in best]))
+    validation = DenoiseValidation(problem, cfg.eval_states) if set(cfg.policies) & set(LEARNERS) else None
     scores = {}
     for name in cfg.policies:
         record = PolicyScores(name)
         for seed in range(cfg.seeds if name != "optimum" else 1):
             if name == "optimum":
-                results = best
+                decisions = best
             else:
-                if name == "random":
-                    policy = UniformRandomPolicy(1 + 2 * problem.devices, seed)
-                else:
-                    progress(f"training {name} seed {seed} ({cfg.train_steps} steps)")
-                    policy = train_learner(name, DenoiseEnv(problem, train_users, table, seed=seed),
-                                           cfg.train_steps, seed, cfg.warmup_steps)
-                results = [outcome(problem, table, s, decode_action(problem, policy.act(observation(problem, s))))
-                           for s in states]
+                policy = _policy_for(problem, name, seed, cfg, runs_dir, validation, record, progress)
+                decisions = [decide(problem, policy, s) for s in states]
+            results = [r for _, r in decisions]
             record.sum_qoe.append(float(np.mean([r.sum_qoe for r in results])))
             record.reward.append(float(np.mean([r.reward for r in results])))
             record.threshold_violations.append(float(np.mean([r.threshold_violations for r in results])))
-        fractions = [r / best_reward if best_reward > 0 else None for r in record.reward]
+            record.decisions.append([decision_record(a, r) for a, r in decisions])
+        fractions = [r / best_reward for r in record.reward] if best_reward > 0 else None
         scores[name] = {"sum_qoe": spread(record.sum_qoe), "reward": spread(record.reward),
-                        "fraction_of_optimum": spread(fractions) if None not in fractions else None,
+                        "fraction_of_optimum": spread(fractions) if fractions is not None else None,
                         "threshold_violations": spread(record.threshold_violations),
                         "per_seed": {"sum_qoe": record.sum_qoe, "reward": record.reward,
-                                     "threshold_violations": record.threshold_violations}}
-    return {"policies": scores, "optimum_mean_reward": best_reward, "held_out_states": cfg.held_out_states,
-            "seeds": cfg.seeds, "train_steps": cfg.train_steps, "cache": table.stats()}
+                                     "threshold_violations": record.threshold_violations,
+                                     "fraction_of_optimum": fractions},
+                        "decisions": record.decisions, "curves": record.curves}
+    fixed = best_fixed_allocation(problem.config, problem.table, states)
+    fixed_results = [outcome(problem.config, problem.table, s, fixed) for s in states]
+    fixed_reward = float(np.mean([r.reward for r in fixed_results]))
+    reference = {"what": "the one allocation with the best total reward over the held-out states, chosen in "
+                         "hindsight: the most a policy that ignores the state can reach",
+                 "sum_qoe": float(np.mean([r.sum_qoe for r in fixed_results])), "reward": fixed_reward,
+                 "fraction_of_optimum": fixed_reward / best_reward if best_reward > 0 else None,
+                 "threshold_violations": float(np.mean([r.threshold_violations for r in fixed_results])),
+                 "allocation": decision_record(fixed, fixed_results[0])}
+    return {"policies": scores, "claims": claims(scores), "best_fixed_allocation": reference, "optimum_mean_reward": best_reward, "held_out_states": cfg.held_out_states,
+            "held_out_state_seeds": [HELD_OUT_SEED_BASE + i for i in range(cfg.held_out_states)],
+            "seeds": cfg.seeds, "train_steps": cfg.train_steps, "warmup_steps": cfg.warmup_steps,
+            "eval_every": cfg.eval_every, "eval_states": cfg.eval_states, "cache": problem.table.stats()}

@@ -81,7 +81,8 @@ def test_device_energy_at_equal_qoe_picks_fewest_device_steps_that_keep_the_rate
     from provisioning.backend.scenes.experiments import device_energy_at_equal_qoe
 
     def row(t0, tk, rate, cpu):
-        return {"t0": t0, "tk": tk, "ber": 0.0, "accuracy_device2": {"rate": rate}, "device_cpu_s_per_image": cpu}
+        return {"t0": t0, "tk": tk, "ber": 0.0, "accuracy_device2": {"rate": rate},
+                "accuracy_device1": {"rate": 0.9}, "device_cpu_s_per_image": cpu}
 
     rows = [row(0, 20, 0.80, 1.0), row(0, 10, 0.50, 0.5), row(8, 8, 0.70, 0.4), row(8, 12, 0.78, 0.6),
             row(4, 16, 0.82, 0.8)]
@@ -91,3 +92,6 @@ def test_device_energy_at_equal_qoe_picks_fewest_device_steps_that_keep_the_rate
     assert result["best"]["device_steps_saved_share"] == 0.4
     assert abs(result["best"]["device_cpu_saved_share"] - 0.4) < 1e-9
     assert device_energy_at_equal_qoe(rows[:2] + [row(8, 8, 0.1, 0.4)], 20)["best"] is None
+    same_prompt = device_energy_at_equal_qoe(rows, 20, device="device1")["best"]  # every point keeps 0.9
+    assert (same_prompt["t0"], same_prompt["tk"]) == (8, 8)
+    assert same_prompt["saved_vs_cheapest_device_only"] == 0.2  # device-only reaches 0.9 in 10 steps

@@ -57,3 +57,21 @@ def test_existing_output_is_not_replaced_without_overwrite(tmp_path, capsys):
     out.write_text("mine")
     assert main(["denoise", "evaluate", "--generator", "render", "--out", str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err and out.read_text() == "mine"
+
+
+def test_train_writes_a_run_folder_and_resumes_only_when_asked(tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["denoise", "train", "--generator", "render", "--cache", str(tmp_path / "cache"), "--devices", "2",
+            "--t0-grid", "0,2", "--tk-grid", "2,4", "--noise-seeds", "1", "--steps", "8", "--warmup", "2",
+            "--eval-every", "4", "--eval-states", "1", "--no-progress", "--out", str(run)]
+    assert main(argv) == 0
+    assert (run / "policy.safetensors").is_file() and json.loads((run / "result.json").read_text())["steps_done"] == 8
+    capsys.readouterr()
+    assert main(argv) == 2 and "--resume" in capsys.readouterr().err
+    assert main(argv + ["--resume"]) == 0  # finished: returned as it is
+
+
+def test_bad_grid_is_a_one_line_error(capsys):
+    assert main(["denoise", "cache", "--generator", "render", "--tk-grid", "4,2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--tk-grid 4,2" in err and "\n" not in err

@@ -39,9 +39,12 @@ def test_gddpg_trains_a_few_hundred_steps(tiny, tmp_path):
 
 
 def test_compare_reports_every_policy_against_the_optimum(tiny):
+    from provisioning.denoising.learning import DenoiseProblem
+
     config, users, table, _ = tiny
-    result = compare(config, users[:2], users, table,
-                     CompareConfig(policies=("ddpg", "random", "optimum"), seeds=2, train_steps=40, held_out_states=3))
+    result = compare(DenoiseProblem(config, users[:2], users, table),
+                     CompareConfig(policies=("ddpg", "random", "optimum"), seeds=2, train_steps=40, held_out_states=3,
+                                   eval_every=20, eval_states=2))
     optimum_row = result["policies"]["optimum"]
     assert optimum_row["fraction_of_optimum"]["mean"] == pytest.approx(1.0)
     for name in ("ddpg", "random"):

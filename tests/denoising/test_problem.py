@@ -58,6 +58,20 @@ def test_optimum_equals_brute_force_and_beats_every_action(tiny):
         assert best.reward == pytest.approx(max(rewards))
 
 
+def test_best_fixed_allocation_equals_brute_force_over_states(tiny):
+    from provisioning.denoising.problem import best_fixed_allocation
+
+    config, users, table, _ = tiny
+    states = [draw_state(config, users, seed) for seed in (0, 1, 2)]
+    grid = [Allocation(i0, tks, ps) for i0, tks, ps in itertools.product(
+        range(3), itertools.product(range(3), repeat=2), itertools.product(range(2), repeat=2))]
+    totals = [sum(outcome(config, table, s, a).reward for s in states) for a in grid]
+    fixed = best_fixed_allocation(config, table, states)
+    assert sum(outcome(config, table, s, fixed).reward for s in states) == pytest.approx(max(totals))
+    # hindsight per state is at least as good as one allocation for all states
+    assert sum(optimum(config, table, s)[1].reward for s in states) >= max(totals) - 1e-9
+
+
 def test_environment_contract(tiny):
     from gymnasium.utils.env_checker import check_env
 

@@ -52,7 +52,8 @@ def run_report(model_name: str, out: Path, samples: int, seed: int, parts: list[
             "prior": lambda: unspecified_prior(model, judge, samples=samples, seed=seed, steps=steps),
             "shared": lambda: shared_denoising(model, judge, t0_grid=(0, 4, 8, 12), tk_grid=(4, 8, 12, 16, 20),
                                                samples=samples // 2, seed=seed),
-            "energy": lambda: device_energy_at_equal_qoe(report["shared"], reference_steps=20),
+            "energy": lambda: {device: device_energy_at_equal_qoe(report["shared"], reference_steps=20, device=device)
+                               for device in ("device1", "device2")},
             "ber": lambda: ber_threshold(model, judge, samples=samples // 2, seed=seed),
             "grid": lambda: sample_grid(model, out / "samples.png", seed=seed)}
     for part in parts:

@@ -1,0 +1,163 @@
+"""Training runs of the denoising learners on the provisioning layer's shared training scaffolding.
+
+What this module is for: ``incentive denoise train`` and ``evaluate`` train learners of
+:mod:`provisioning.agents.registry` (``gddpg``, ``ddpg``, ``td3``, ``sac``) with
+:func:`provisioning.training.train` -- its run folder, periodic checkpoints, ``resume``, the
+Ctrl-C/SIGTERM guard and atomic result files -- rather than a second loop. This module only
+adapts the denoising problem to that scaffolding:
+
+- :class:`DenoiseProblem`: the problem's constants, its training and held-out users and the QoE
+  table (one generation cache); :meth:`DenoiseProblem.identity` names it in the run folder
+  (``train_config.json``'s ``scenario`` field), so a run is never resumed on another
+  generator, grid or user set;
+- :class:`DenoiseValidation`: the learning curve's yardstick, duck-typed like
+  :class:`provisioning.evaluation.Validation`: fixed validation states drawn from the HELD-OUT
+  users (the paper's Fig. 11 plots test reward), their exact optima, and per evaluation the
+  mean eq. (27) reward as ``mean_utility``, its ratio to the optimum's as
+  ``fraction_of_oracle`` and the mean device steps ``t_k`` in the scaffolding's
+  ``mean_trials`` column (that column's name comes from the provisioning problem);
+- :func:`train_learner_run`: one learner, one seed, one run folder.
+
+Seeds: training states come from the env's per-episode seeds (:func:`provisioning.evaluation.
+training_state_seed`, below ``2^32``) over the training users; validation states use seeds from
+:data:`VALIDATION_SEED_BASE` and test states from :data:`HELD_OUT_SEED_BASE`, both over the
+held-out users.
+
+May import: numpy, ``market`` (errors), ``provisioning.training``, ``provisioning.evaluation``,
+``provisioning.agents.registry``, this package.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .problem import DenoiseConfig, DenoiseEnv, DenoiseState, QoETable, decode_action, draw_state, observation, optimum, outcome
+
+#: Seeds of the held-out test states (``HELD_OUT_SEED_BASE + i``).
+HELD_OUT_SEED_BASE = 10 ** 9
+#: Seeds of the validation states of the learning curves (``VALIDATION_SEED_BASE + i``).
+VALIDATION_SEED_BASE = 2 * 10 ** 9
+
+
+@dataclass
+class DenoiseProblem:
+    """One instance of the allocation problem: constants, users and the QoE table."""
+
+    config: DenoiseConfig
+    train_users: list
+    test_users: list
+    table: QoETable
+
+    def identity(self) -> str:
+        """``denoise:<generator identity>:<digest of the constants and users>``."""
+        users = [[u.name, u.prompt, list(u.personality.vector())] for u in self.train_users + [None] + self.test_users
+                 if u is not None] + [len(self.train_users)]
+        text = json.dumps({"config": asdict(self.config), "users": users}, sort_keys=True, default=list)
+        return f"denoise:{self.table.cache.generator.identity}:{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+    def make_env(self, seed: int | None = None) -> DenoiseEnv:
+        """A training environment over the training users."""
+        return DenoiseEnv(self.config, self.train_users, self.table, seed=0 if seed is None else int(seed))
+
+    def states(self, n: int, seed_base: int = HELD_OUT_SEED_BASE) -> list[DenoiseState]:
+        """``n`` states of the held-out users (seeds ``seed_base + i``)."""
+        return [draw_state(self.config, self.test_users, seed_base + i) for i in range(int(n))]
+
+
+class UniformRandomPolicy:
+    """Uniform actions in ``[-1, 1]^d`` (the random baseline), seeded; the Policy protocol."""
+
+    name = "random"
+
+    def __init__(self, action_dim: int, seed: int):
+        self.action_dim, self.rng = action_dim, np.random.default_rng(seed)
+
+    def act(self, observations, states=None) -> np.ndarray:
+        single = observations is None or np.asarray(observations).ndim == 1
+        n = 1 if single else len(observations)
+        actions = self.rng.uniform(-1, 1, size=(n, self.action_dim)).astype(np.float32)
+        return actions[0] if single else actions
+
+
+def decide(problem: DenoiseProblem, policy, state: DenoiseState):
+    """``(allocation, outcome)`` of ``policy`` in ``state`` (asked with a batch of one)."""
+    action = np.asarray(policy.act(observation(problem.config, state)[None], [state]))[0]
+    alloc = decode_action(problem.config, action)
+    return alloc, outcome(problem.config, problem.table, state, alloc)
+
+
+@dataclass
+class ValidationScore:
+    """One evaluation of the learning curve (the fields :func:`provisioning.training.train` reads)."""
+
+    fraction_of_oracle: float
+    """Mean reward / the optima's mean reward on the validation states."""
+    mean_utility: float
+    """Mean eq. (27) reward."""
+    mean_trials: float
+    """Mean device steps ``t_k`` (the scaffolding's column name)."""
+    mean_sum_qoe: float
+
+
+class DenoiseValidation:
+    """Validation states of the held-out users and their optima (see the module docstring)."""
+
+    def __init__(self, problem: DenoiseProblem, n: int, seed_base: int = VALIDATION_SEED_BASE):
+        self.problem = problem
+        self.states = problem.states(n, seed_base)
+        self.optimum_rewards = np.array([optimum(problem.config, problem.table, s)[1].reward for s in self.states])
+
+    def evaluate(self, policy, name: str | None = None) -> ValidationScore:
+        results = [decide(self.problem, policy, s)[1] for s in self.states]
+        rewards = np.array([r.reward for r in results])
+        best = float(self.optimum_rewards.mean())
+        return ValidationScore(float(rewards.mean() / best) if abs(best) > 1e-12 else float("nan"),
+                               float(rewards.mean()), float(np.mean([r.tk.mean() for r in results])),
+                               float(np.mean([r.sum_qoe for r in results])))
+
+
+def provisioning_problem(problem: DenoiseProblem):
+    """The problem as the scaffolding's :class:`provisioning.evaluation.ProvisioningProblem`."""
+    from market.errors import UserError
+    from provisioning.evaluation import ProvisioningProblem
+
+    def no_static():
+        raise UserError("the denoising problem has no static baseline")
+
+    return ProvisioningProblem(
+        name=problem.identity(), make_env=problem.make_env,
+        oracle_utility=lambda state: optimum(problem.config, problem.table, state)[1].reward,
+        make_static=no_static, make_random=lambda seed: UniformRandomPolicy(1 + 2 * problem.config.devices, seed),
+        scenario_path=None)
+
+
+def learner_overrides(name: str, train_steps: int, warmup_steps: int) -> dict:
+    """The budget-dependent settings of a learner (warm-up no longer than a quarter of the run)."""
+    warm = max(1, min(warmup_steps, train_steps // 4))
+    if name == "gddpg":
+        return {"warmup_steps": warm, "batch_size": 64, "actor_batch_size": 32}
+    return {"learning_starts": warm, "batch_size": 64}
+
+
+def train_learner_run(problem: DenoiseProblem, agent: str, seed: int, steps: int, run_dir: str | Path, *,
+                      resume: bool = False, eval_every: int = 500, eval_states: int = 8, warmup_steps: int = 500,
+                      validation: DenoiseValidation | None = None, progress: bool = False, learner_config=None):
+    """Train ``agent`` with :func:`provisioning.training.train` in ``run_dir``; its ``TrainResult``.
+
+    ``resume=True`` continues an interrupted run (and returns a finished one as it is); a
+    run folder of another problem (generator, grid, users) or agent is refused.
+    """
+    from provisioning.agents.registry import get
+    from provisioning.training import TrainConfig, train
+
+    spec = get(agent)
+    config = TrainConfig(agent=agent, total_steps=int(steps), seed=int(seed), eval_every=int(eval_every),
+                         eval_states=int(eval_states), scenario=problem.identity())
+    if learner_config is None:
+        learner_config = spec.make_config(**learner_overrides(agent, steps, warmup_steps))
+    return train(provisioning_problem(problem), config, run_dir, learner_config=learner_config, resume=resume,
+                 progress=progress, validation=validation or DenoiseValidation(problem, eval_states))
