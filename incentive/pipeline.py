@@ -18,6 +18,10 @@ What this module is for
    trials change and no priced accuracy moves by more than ``accuracy_tolerance``.
 4. **Measure the users** (:func:`incentive.measuring.measure_users`): each user's requests with its trials through a
    link at its BER, by the backend's one batched measurement (``measure_groups``).
+4b. **Prompt engineering** (optional, ``--prompt-engineering D.npz``;
+   :func:`provisioning.prompting.service.compare_service`): every slot re-decided with the per-trial
+   quality a demonstration dataset D measured without (strategy 0) and with prompt engineering
+   (``prompt_policy``); QoE and trials per user in both (``result.json``'s ``prompt_engineering``).
 5. **Assemble the typed records** (``incentive.assemble``; records of ``provisioning.coupling``).
 6. **Write the report** (``incentive.report``) and ``result.json``, into a staged folder
    (``incentive.outdir``): the output appears whole or not at all.
@@ -81,6 +85,11 @@ class PipelineConfig:
     """The fixed point has converged when no trials change and no priced accuracy moves more."""
     progress: bool = True
     """Progress bars on stderr for long stages."""
+    prompt_engineering: str | None = None
+    """A demonstration dataset D (``incentive prompts dataset``): compare serving without and with
+    prompt engineering (step 4b); ``None`` skips it."""
+    prompt_policy: str = "empirical"
+    """The engineered variant's strategy policy (``provisioning.prompting.service.POLICY_CHOICES``)."""
 
     def resolved(self) -> "PipelineConfig":
         """A copy with ``quick`` applied and every field checked (``UserError`` naming the field)."""
@@ -133,6 +142,8 @@ class PipelineResult:
     timings_s: dict
     device: str
     files: list = field(default_factory=list)
+    prompt_engineering: dict | None = None
+    """With ``--prompt-engineering``: ``provisioning.prompting.service.PromptEngineeringComparison``."""
     schema_version: int = RESULT_SCHEMA_VERSION
 
     def to_dict(self) -> dict:
@@ -346,6 +357,7 @@ def run_pipeline(scenario_path: str | Path, out_dir: str | Path, config: Pipelin
     clock, timings, notes = time.perf_counter(), {}, []
     lap = lambda name, t0: timings.__setitem__(name, time.perf_counter() - t0)  # noqa: E731
     inputs = check_inputs(scenario_path, config)
+    engineering = _prompt_engineering(config)
     with staged_output_dir(out_dir) as stage:
         t0 = time.perf_counter()
         backend = load_backend(inputs.models, config)
@@ -366,6 +378,14 @@ def run_pipeline(scenario_path: str | Path, out_dir: str | Path, config: Pipelin
         measurements = measure_users(priced, inputs, backend, config, log)
         lap("measurement_s", t0)
         mu_names = priced.result.market.mu_names
+        comparison = None
+        if engineering is not None:
+            from provisioning.prompting.service import compare_service
+
+            log(f"      prompt engineering: slots re-decided with {engineering.dataset}'s quality, raw vs "
+                f"{engineering.policy}")
+            comparison = compare_service(priced.slots, setup, mu_names, engineering,
+                                         derive_seed(config.seed, 4, 1, bits=31)).to_dict()
         slots = [slot_record(s, d, mu_names) for s, d in zip(priced.slots, priced.decisions)]
         users = user_records(priced.result, priced.slots, priced.decisions, measurements, inputs.models,
                              priced.trials, priced.power, priced.ber, inputs.calibration_samples)
@@ -381,12 +401,23 @@ def run_pipeline(scenario_path: str | Path, out_dir: str | Path, config: Pipelin
             market=priced.result.to_dict(), calibrated=not inputs.uncalibrated,
             uncalibrated_reasons=list(inputs.uncalibrated), calibration=calibration, certified=certified,
             rounds=priced.rounds, converged=priced.converged, slots=slots, users=users, asps=asps, summary=summary,
-            notes=notes, timings_s=timings, device=backend.device)
+            notes=notes, timings_s=timings, device=backend.device, prompt_engineering=comparison)
         log("[3/3] writing the report")
         pipeline_result.files = write_report(pipeline_result.to_dict(), stage) + ["result.json"]
         atomic_write_json(stage / "result.json", pipeline_result.to_dict())
     log(f"done in {timings['total_s']:.1f} s: {out_dir}/report.md")
     return pipeline_result
+
+
+def _prompt_engineering(config: PipelineConfig):
+    """The checked prompt-engineering request of step 4b (``None`` without ``--prompt-engineering``)."""
+    if config.prompt_engineering is None:
+        return None
+    from provisioning.prompting.service import PromptEngineering, check_prompt_engineering
+
+    spec = PromptEngineering(str(config.prompt_engineering), config.prompt_policy)
+    check_prompt_engineering(spec)
+    return spec
 
 
 def _with_policy(inputs: Inputs, config: PipelineConfig):

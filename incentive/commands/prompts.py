@@ -9,6 +9,10 @@ Sub-commands::
     incentive prompts evaluate --dataset FILE.npz (--heldout FILE.npz | --requests FILE | --count N)
                                [--policy NAME ...] [--seeds K] [--timesteps T] [--models DIR] [--out FILE]
     incentive prompts rounds --evaluation FILE.json [--confidence C] [--model auto|empirical|normal] [--out FILE]
+    incentive prompts experiment --out DIR [--generator NAME] [--scorer S] [--count L_p] [--heldout-count N]
+                                 [--images S] [--seeds K] [--timesteps T] [--steps T] [--resume]   (all of it)
+    incentive prompts figures --evaluation FILE.json [--rounds FILE.json] --out DIR       (Figs. 11, 12)
+    incentive prompts grid --out DIR [--requests FILE | --count 3] [--generator NAME] [--scorer S] [--power W]  (Fig. 10)
 
 Cheap to import: numpy-only modules at the top; torch, SB3 and imitation load in the handlers.
 
@@ -45,6 +49,9 @@ def register(subparsers) -> None:
     d.add_argument("--powers", nargs="+", type=types.number(0.0, 1e3, low_open=True), default=[0.001, 0.01, 0.1],
                    help="transmit powers in watts (default 0.001 0.01 0.1)")
     _generator_options(d)
+    d.add_argument("--scorer", default="judge",
+                   help="user-side scorer: judge (intent match x degradation) or a personality-conditioned evaluator, "
+                        "big-five:GA1, big-five:GA2 or big-five:O,C,E,A,N (default judge)")
     d.add_argument("--seed", type=types.seed, default=0)
     d.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -72,8 +79,44 @@ def register(subparsers) -> None:
     r.add_argument("--evaluation", required=True, help="a `prompts evaluate` JSON")
     r.add_argument("--confidence", type=types.number(0.0, 1.0, low_open=True), default=0.9)
     r.add_argument("--model", choices=("auto", "empirical", "normal"), default="auto")
+    r.add_argument("--threshold-shift", type=types.number(-10.0, 10.0), default=0.0,
+                   help="add this to the paper's thresholds 7.5..8.5 (e.g. onto our score scale; default 0)")
     r.add_argument("--out", default=None)
     r.set_defaults(func=_rounds)
+
+    x = sub.add_parser("experiment", help="the whole experiment: D, held-out E, 5-seed evaluation, rounds, Figs. 10-12")
+    x.add_argument("--out", required=True,
+                   help="folder: D.npz, E.npz, evaluation.json, rounds.json, summary.json, figures")
+    x.add_argument("--count", type=types.count(1, 10**4), default=24, help="L_p: requests in D (default 24)")
+    x.add_argument("--heldout-count", type=types.count(1, 10**4), default=12, help="held-out requests (default 12)")
+    x.add_argument("--images", type=types.count(1, 1024), default=4, help="images per (request, strategy)")
+    x.add_argument("--scorer", default="big-five:GA1", help="user-side scorer (default big-five:GA1)")
+    x.add_argument("--threshold", type=types.number(0.0, 10.0), default=7.5, help="requests' threshold (default 7.5)")
+    x.add_argument("--grid-images", type=types.count(0, 64), default=2, help="images per Fig. 10 cell (0: none)")
+    x.add_argument("--seed", type=types.seed, default=0)
+    x.add_argument("--resume", action="store_true", help="reuse the folder's D.npz / E.npz (or their checkpoints) "
+                   "and replace its results")
+    x.add_argument("--quiet", action="store_true", help="no progress bars")
+    _training_options(x)
+    _generator_options(x)
+    x.set_defaults(func=_experiment)
+
+    f = sub.add_parser("figures", help="Fig. 11 (training curves, converged scores) and Fig. 12 (service rounds)")
+    f.add_argument("--evaluation", required=True, help="a `prompts evaluate` JSON")
+    f.add_argument("--rounds", default=None, help="a `prompts rounds` JSON (Fig. 12)")
+    f.add_argument("--out", required=True, help="folder for fig11-training.png and fig12-rounds.png")
+    f.set_defaults(func=_figures)
+
+    g = sub.add_parser("grid", help="Fig. 10: the strategies on three prompts, received images and scores")
+    g.add_argument("--out", required=True, help="folder for fig10-strategies.png and fig10-strategies.json")
+    _request_source(g)
+    _generator_options(g)
+    g.add_argument("--scorer", default="judge", help="user-side scorer (as for `prompts dataset`)")
+    g.add_argument("--power", type=types.number(0.0, 1e3, low_open=True), default=0.1,
+                   help="transmit power in watts (default 0.1)")
+    g.add_argument("--images", type=types.count(1, 64), default=2, help="images per cell (score = their mean)")
+    g.add_argument("--seed", type=types.seed, default=0)
+    g.set_defaults(func=_grid)
 
 
 def _request_source(p) -> None:
@@ -136,7 +179,7 @@ def _dataset(args) -> int:
     from provisioning.prompting.corpus import WorldPromptOptimizer
     from provisioning.prompting.dataset import DatasetConfig, DemonstrationDataset, build_dataset
     from provisioning.prompting.experiment import make_generator
-    from provisioning.prompting.requests import JudgeScorer
+    from provisioning.prompting.requests import make_scorer
     from provisioning.prompting.strategies import strategies
 
     torch.set_num_threads(args.threads)
@@ -145,10 +188,11 @@ def _dataset(args) -> int:
         raise UserError(f"--out {out}: exists; pass --overwrite to replace it")
     exclude = frozenset(r.raw for r in DemonstrationDataset.load(args.exclude).requests) if args.exclude else frozenset()
     requests = _requests(args, exclude)
+    scorer = make_scorer(args.scorer)
     cfg = DatasetConfig(powers_w=tuple(args.powers), images=args.images, seed=args.seed)
     dataset = build_dataset(requests, strategies(), WorldPromptOptimizer(), make_generator(args.generator, args.steps),
-                            JudgeScorer(), cfg, out=out, progress=not args.quiet)
-    _emit({"dataset": str(out), "requests": len(requests), "strategies": len(dataset.strategies),
+                            scorer, cfg, out=out, progress=not args.quiet)
+    _emit({"dataset": str(out), "scorer": scorer.name, "requests": len(requests), "strategies": len(dataset.strategies),
            "powers_w": list(cfg.powers_w), "ber": dataset.ber.tolist(), "images": cfg.images,
            "entries": int(dataset.scores.size), "bytes": out.stat().st_size,
            "build_seconds": round(dataset.build_seconds, 2),
@@ -226,10 +270,11 @@ def _evaluate(args) -> int:
     else:
         results = experiment.evaluate_policies(train, heldout, policies, seeds, cfg,
                                                progress=lambda n, s: print(f"{n} seed {s} done", file=sys.stderr))
-    payload = {"provisional": True,
-               "note": "provisional: scores from the render double (a perfect generator) or a scene backend still "
-                       "in training; the judge stands in for the personality evaluators",
-               "train_dataset": args.dataset, "generator": train_ds.config.get("generator"),
+    generator = train_ds.config.get("generator")
+    payload = {"provisional": generator == "render",
+               "note": "scores from the render double (a perfect generator)" if generator == "render" else
+                       f"scores of images generated by {generator}",
+               "train_dataset": args.dataset, "generator": generator, "scorer": train_ds.config.get("scorer"),
                "heldout_requests": len(heldout_ds.requests), "heldout_prompts_in_D": len(overlap),
                "seeds": len(seeds), "config": vars(cfg), "embedding": args.embedding,
                "policies": {n: {**r.summary(), "score_samples": r.score_samples} for n, r in results.items()}}
@@ -241,7 +286,7 @@ def _heldout(args, train_ds):
     from provisioning.prompting.corpus import WorldPromptOptimizer
     from provisioning.prompting.dataset import DatasetConfig, DemonstrationDataset, build_dataset
     from provisioning.prompting.experiment import make_generator
-    from provisioning.prompting.requests import JudgeScorer
+    from provisioning.prompting.requests import make_scorer
     from provisioning.prompting.strategies import get_strategy
 
     if args.heldout:
@@ -255,7 +300,7 @@ def _heldout(args, train_ds):
                         seed=int(train_ds.config.get("seed", 0)) + 1)
     generator = make_generator(train_ds.config.get("generator") or args.generator, args.steps)
     return build_dataset(requests, [get_strategy(s) for s in train_ds.strategies], WorldPromptOptimizer(), generator,
-                         JudgeScorer(), cfg, progress=False)
+                         make_scorer(train_ds.config.get("scorer") or "judge"), cfg, progress=False)
 
 
 def _evaluate_saved(args, heldout, policies, seeds, cfg):
@@ -294,7 +339,7 @@ def _evaluate_saved(args, heldout, policies, seeds, cfg):
 
 def _rounds(args) -> int:
     from market.errors import UserError
-    from provisioning.prompting.rounds import rounds_grid
+    from provisioning.prompting.rounds import PAPER_THRESHOLDS, rounds_grid
 
     try:
         evaluation = json.loads(Path(args.evaluation).read_text(encoding="utf-8"))
@@ -306,10 +351,89 @@ def _rounds(args) -> int:
         samples = record.get("score_samples") or []
         if not samples:
             raise UserError(f"{args.evaluation}: field 'policies.{name}.score_samples' is empty")
-        out[name] = rounds_grid(samples, confidence=args.confidence, model=args.model).to_dict()
+        thresholds = tuple(round(q + args.threshold_shift, 3) for q in PAPER_THRESHOLDS)
+        out[name] = rounds_grid(samples, thresholds=thresholds, confidence=args.confidence, model=args.model).to_dict()
     ratios = {}
     for base in ("raw", "empirical", "random"):
         if "gail" in out and base in out and out[base]["single_round_share"] > 0:
             ratios[f"gail_over_{base}"] = out["gail"]["single_round_share"] / out[base]["single_round_share"]
-    _emit({"confidence": args.confidence, "policies": out, "single_round_ratios": ratios}, args.out)
+    _emit({"confidence": args.confidence, "threshold_shift": args.threshold_shift, "policies": out,
+           "single_round_ratios": ratios}, args.out)
+    return 0
+
+
+def _read_json(path: str, what: str) -> dict:
+    from market.errors import UserError
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data["policies"]
+        return data
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{path}: not a `prompts {what}` JSON ({exc})") from None
+
+
+def _figures(args) -> int:
+    from provisioning.prompting.figures import plot_rounds, plot_training
+
+    folder = Path(args.out)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = [str(plot_training(_read_json(args.evaluation, "evaluate"), folder / "fig11-training.png"))]
+    if args.rounds:
+        written.append(str(plot_rounds(_read_json(args.rounds, "rounds"), folder / "fig12-rounds.png")))
+    print(json.dumps({"figures": written}, indent=2))
+    return 0
+
+
+def _grid(args) -> int:
+    import torch
+
+    from market.atomic import atomic_write_json
+    from provisioning.prompting.corpus import WorldPromptOptimizer
+    from provisioning.prompting.experiment import make_generator
+    from provisioning.prompting.figures import grid_record, plot_strategy_grid, strategy_grid
+    from provisioning.prompting.requests import make_scorer
+    from provisioning.prompting.strategies import strategies
+
+    torch.set_num_threads(args.threads)
+    from provisioning.prompting.experiment import distinct_raw
+
+    if args.requests:
+        requests = _requests(args)
+    else:  # --count requests with distinct raw prompts (one row each)
+        wanted, args.count = args.count or 3, 12 * (args.count or 3)
+        pool = _requests(args)
+        requests = [pool[i] for i in distinct_raw(pool, wanted)]
+    generator, scorer = make_generator(args.generator, args.steps), make_scorer(args.scorer)
+    cells, pictures = strategy_grid(requests, strategies(), WorldPromptOptimizer(), generator, scorer, args.power,
+                                    images=args.images, seed=args.seed)
+    folder = Path(args.out)
+    folder.mkdir(parents=True, exist_ok=True)
+    record = grid_record(requests, cells, args.power, generator.name, scorer.name)
+    atomic_write_json(folder / "fig10-strategies.json", record)
+    plot_strategy_grid(requests, cells, pictures, folder / "fig10-strategies.png",
+                       title=f"{generator.name}, {scorer.name}, {args.power:g} W: strategy: mean score of "
+                             f"{args.images} received image(s)")
+    means = [[round(float(sum(c.scores) / len(c.scores)), 3) for c in cells if c.request == j]
+             for j in range(len(requests))]
+    print(json.dumps({"figure": str(folder / "fig10-strategies.png"), "mean_score": means}, indent=2))
+    return 0
+
+
+def _experiment(args) -> int:
+    import torch
+
+    from market.errors import UserError
+    from provisioning.prompting.experiment import ExperimentConfig, run_experiment
+
+    torch.set_num_threads(args.threads)
+    folder = Path(args.out)
+    if folder.exists() and any(folder.iterdir()) and not args.resume:
+        raise UserError(f"--out {folder}: is not empty; pass --resume to reuse its datasets and replace its results")
+    cfg = ExperimentConfig(generator=args.generator, steps=args.steps, scorer=args.scorer, demonstrations=args.count,
+                           heldout=args.heldout_count, images=args.images, seeds=args.seeds, timesteps=args.timesteps,
+                           horizon=args.horizon, embedding=args.embedding, threshold=args.threshold, seed=args.seed,
+                           grid_images=args.grid_images)
+    summary = run_experiment(cfg, folder, log=lambda m: print(m, file=sys.stderr), progress=not args.quiet)
+    print(json.dumps({k: summary[k] for k in ("seconds", "table", "criteria", "claims")}, indent=2))
     return 0

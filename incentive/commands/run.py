@@ -55,6 +55,12 @@ def register(subparsers) -> None:
     p.add_argument("--policy", default=None, help="D3PG policy file (default: the shipped one)")
     p.add_argument("--steps", type=types.count(1, 1000), default=None, help="denoising steps of every model (default: each model's)")
     p.add_argument("--device", type=types.device, default=None, help="backend device (default: CUDA when present)")
+    p.add_argument("--prompt-engineering", default=None, metavar="D.npz",
+                   help="a demonstration dataset (`incentive prompts dataset`): also serve every user with D's per-trial "
+                        "quality without and with prompt engineering and report the difference (docs/prompts.md)")
+    p.add_argument("--prompt-policy", default="empirical",
+                   help="the engineered variant's strategy policy: raw, empirical (default), expert, strategy:K or a "
+                        "policy .zip from `incentive prompts train`")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing non-empty --out folder (otherwise it is refused, never deleted)")
     p.set_defaults(func=run)
@@ -67,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     config = PipelineConfig(provision=args.provision, calibrate=args.calibrate, seed=args.seed, solver=args.solver,
                             allow_uncertified=args.allow_uncertified, partial_slot=args.partial_slot,
                             policy_path=args.policy, steps=args.steps, device=args.device, quick=args.quick,
-                            max_rounds=args.max_rounds, progress=not args.no_progress)
+                            max_rounds=args.max_rounds, progress=not args.no_progress,
+                            prompt_engineering=args.prompt_engineering, prompt_policy=args.prompt_policy)
     if args.samples is not None:
         config.samples = args.samples
         if args.quick:
@@ -104,6 +111,15 @@ def summary_lines(result: dict) -> list[str]:
                  f"{fmt(s['mean_abs_qoe_gap'])}, max |gap| {fmt(s['max_abs_qoe_gap'])} (sampling noise: mean 95% "
                  f"half-width {fmt(s['mean_qoe_gap_noise'])}; model error beyond it: mean {fmt(s['mean_abs_model_error'])}, "
                  f"max {fmt(s['max_abs_model_error'])})")
+    pe = result.get("prompt_engineering")
+    if pe is not None:
+        ps, fmt2 = pe["summary"], lambda d: f"{fmt(d['raw'])} -> {fmt(d['engineered'])}"  # noqa: E731
+        need = ps["trials_for_confidence"]
+        lines.append(f"  prompt engineering ({pe['policy']}, {pe['dataset']}): expected QoE {fmt2(ps['expected_qoe'])}, "
+                     f"trials {fmt2(ps['trials'])} (oracle {fmt2(ps['oracle_trials'])}), P(one trial meets the "
+                     f"threshold) {fmt2(ps['success_per_trial'])}; trials for {pe['confidence']:.0%}: "
+                     f"{fmt2(need)} over {need['users_reachable_in_both']} user(s) reachable in both "
+                     f"(unreachable: {need['unreachable_raw']} raw, {need['unreachable_engineered']} engineered)")
     head = s.get("policy_vs_oracle")
     if head is not None and head["ratio"] is not None:
         left = "; ".join(f"{v} {k}" for k, v in head["left_out"].items())

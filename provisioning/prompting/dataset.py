@@ -7,7 +7,8 @@ per strategy from a :class:`ImageGenerator`, each received at every power level
 record of request j is the paper's ``[p_j, p*_j, c_pj, Gamma(p*_j, Omega(p*_j), P)]``.
 
 Seeds: request j's images come from ``SeedSequence([seed, j, k])`` (strategy k) and its
-channel draws from ``SeedSequence([seed, j, 1000 + m])`` (power m), so a request's rows do not
+channel draws and a stochastic scorer's draws from ``SeedSequence([seed, j, k, 1000 + m])``
+(power m; image s's score from ``derive_seed(seed, j, k, 1000 + m, s)``), so a request's rows do not
 depend on which requests were built before it: an interrupted build resumes bit-exactly.
 
 File (``.npz``, written atomically; ``FORMAT`` names the version)::
@@ -178,7 +179,8 @@ def _build_request(j: int, request: Request, corpus: PromptCorpus, strategy_list
         images = generator.generate(e.prompt, e.negative_prompt, cfg.images, seed)
         for m, ber in enumerate(bers):
             rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, j, k, 1000 + m]))
-            scores[k, m] = scorer.score(receive(images, float(ber), rng), [request] * cfg.images)
+            seeds = [derive_seed(cfg.seed, j, k, 1000 + m, s, bits=31) for s in range(cfg.images)]
+            scores[k, m] = scorer.score(receive(images, float(ber), rng), [request] * cfg.images, seeds)
     return [e.prompt for e in engineered], [e.negative_prompt for e in engineered], scores
 
 

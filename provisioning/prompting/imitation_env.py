@@ -227,11 +227,21 @@ def _ppo(env, cfg: TrainConfig, seed: int):
                policy_kwargs={"net_arch": [64, 64]}), venv
 
 
-def train_ppo(table: StrategyTable, cfg: TrainConfig, seed: int) -> SB3StrategyPolicy:
-    """PPO on the scores directly (the paper's DRL baseline)."""
+Monitor = Callable[[int, "SB3StrategyPolicy"], None]
+"""Called as ``monitor(timesteps_so_far, policy)`` after every update (training curves, Fig. 11)."""
+
+
+def train_ppo(table: StrategyTable, cfg: TrainConfig, seed: int, monitor: Monitor | None = None) -> SB3StrategyPolicy:
+    """PPO on the scores directly (the paper's DRL baseline); ``monitor`` after every rollout and its update."""
     model, _ = _ppo(PromptStrategyEnv(table, cfg.horizon, seed), cfg, seed)
-    model.learn(total_timesteps=cfg.total_timesteps)
-    return SB3StrategyPolicy(model, "ppo")
+    policy = SB3StrategyPolicy(model, "ppo")
+    if monitor is None:
+        model.learn(total_timesteps=cfg.total_timesteps)
+        return policy
+    while model.num_timesteps < cfg.total_timesteps:  # one rollout (n_steps) and its update per call
+        model.learn(total_timesteps=cfg.n_steps, reset_num_timesteps=model.num_timesteps == 0)
+        monitor(int(model.num_timesteps), policy)
+    return policy
 
 
 def expert_trajectories(table: StrategyTable, horizon: int):
@@ -252,8 +262,8 @@ def expert_trajectories(table: StrategyTable, horizon: int):
     return out
 
 
-def train_gail(table: StrategyTable, cfg: TrainConfig, seed: int) -> SB3StrategyPolicy:
-    """GAIL (``imitation``) with a PPO generator on D's expert demonstrations."""
+def train_gail(table: StrategyTable, cfg: TrainConfig, seed: int, monitor: Monitor | None = None) -> SB3StrategyPolicy:
+    """GAIL (``imitation``) with a PPO generator on D's expert demonstrations; ``monitor`` after every round."""
     try:
         from imitation.algorithms.adversarial.gail import GAIL
         from imitation.rewards.reward_nets import BasicRewardNet
@@ -269,14 +279,16 @@ def train_gail(table: StrategyTable, cfg: TrainConfig, seed: int) -> SB3Strategy
     reward_net = BasicRewardNet(venv.observation_space, venv.action_space, normalize_input_layer=RunningNorm)
     demonstrations = expert_trajectories(table, cfg.horizon)
     demo_batch = min(cfg.demo_batch_size, cfg.n_steps, len(demonstrations) * cfg.horizon)
+    policy = SB3StrategyPolicy(learner, "gail")
     with tempfile.TemporaryDirectory(prefix="gail-log-") as folder:
         trainer = GAIL(demonstrations=demonstrations, demo_batch_size=demo_batch,
                        gen_replay_buffer_capacity=cfg.n_steps, n_disc_updates_per_round=cfg.n_disc_updates_per_round,
                        venv=venv, gen_algo=learner, reward_net=reward_net, allow_variable_horizon=True,
                        disc_opt_kwargs={"lr": cfg.disc_learning_rate},
                        custom_logger=imitation_logger.configure(folder=folder, format_strs=[]))
-        trainer.train(cfg.total_timesteps)
-    return SB3StrategyPolicy(learner, "gail")
+        trainer.train(cfg.total_timesteps, callback=(lambda r: monitor(int(learner.num_timesteps), policy))
+                      if monitor is not None else None)
+    return policy
 
 
 @dataclass
@@ -321,3 +333,21 @@ def evaluate_expert(table: StrategyTable) -> PolicyScore:
     """The hindsight expert of eq. (16) on ``table`` (the upper bound; it sees the scores)."""
     j, m = _cells(table)
     return evaluate_actions(table, table.expert_actions()[j, m])
+
+
+def split_half_expert(table: StrategyTable) -> dict:
+    """How much of the hindsight expert is selection on noise: choose on half of each cell's images, score on the other.
+
+    ``chosen_on_other_half`` is the mean score, on the odd images, of the strategy with the best
+    mean on the even images (a per-request choice that cannot exploit the scored images' noise);
+    ``hindsight`` the odd images' own best; their ratio is the fraction of the hindsight expert
+    that even a policy knowing each request's intent reaches. Needs >= 2 images per cell.
+    """
+    if table.scores.shape[3] < 2:
+        raise UserError("split_half_expert: needs at least 2 images per cell")
+    even, odd = table.scores[..., 0::2], table.scores[..., 1::2]
+    j, m = _cells(table)
+    chosen = even.mean(axis=3).argmax(axis=1)[j, m]
+    honest = float(odd[j, chosen, m].mean())
+    hindsight = float(odd.mean(axis=3).max(axis=1).mean())
+    return {"chosen_on_other_half": honest, "hindsight": hindsight, "fraction": honest / hindsight if hindsight else None}

@@ -86,7 +86,11 @@ def test_gail_beats_random_on_the_render_dataset():
     dataset = build_dataset(sample_requests(12, seed=0), strategies()[:7], WorldPromptOptimizer(),
                             RenderImageGenerator(), JudgeScorer(), DatasetConfig(images=4), progress=False)
     table = StrategyTable.from_dataset(dataset, keyword_embedding)
-    gail = evaluate_policy_table(train_gail(table, TrainConfig(total_timesteps=3072), seed=0), table, 3)
+    curve = []
+    policy = train_gail(table, TrainConfig(total_timesteps=3072), seed=0,
+                        monitor=lambda t, p: curve.append((t, evaluate_policy_table(p, table, 3).mean_score)))
+    gail = evaluate_policy_table(policy, table, 3)
+    assert [t for t, _ in curve] == [256 * (i + 1) for i in range(12)] and curve[-1][1] == gail.mean_score
     random = np.mean([evaluate_policy_table(RandomStrategyPolicy(7, s), table, 3).mean_score for s in range(5)])
     assert gail.mean_score > random
 
@@ -111,3 +115,36 @@ def test_rounds_grid_uses_normal_only_where_it_fits():
     b = rounds_grid(bimodal)
     assert b.model == "empirical" and b.single_round_share() == pytest.approx(2 / 5)
     # p = 1/2 at every threshold: one round needs 1 - 2^-n >= 0.9, i.e. n >= 4 (2 of 5 columns)
+
+
+def test_split_half_expert_by_hand():
+    from provisioning.prompting.imitation_env import split_half_expert
+
+    scores = np.zeros((1, 2, 1, 4), dtype=np.float32)
+    scores[0, 0, 0] = [9, 1, 9, 1]   # strategy 0: great on the even images, poor on the odd
+    scores[0, 1, 0] = [5, 6, 5, 6]
+    table = StrategyTable(scores, np.zeros((1, 1), np.float32), np.zeros(1, np.float32), np.array([7.5]))
+    got = split_half_expert(table)
+    assert got["chosen_on_other_half"] == 1.0 and got["hindsight"] == 6.0 and got["fraction"] == pytest.approx(1 / 6)
+
+
+def test_criteria_and_claims_by_hand():
+    from provisioning.prompting.experiment import claims, criteria
+
+    def rec(mean, std=0.0, frac=None, success=0.0):
+        return {"mean_score": {"mean": mean, "std": std}, "fraction_of_expert": {"mean": frac or mean / 8, "std": 0.01},
+                "single_round_success": {"mean": success, "std": 0.0}}
+
+    policies = {"gail": rec(7.4, 0.1, success=0.6), "empirical": rec(7.0, success=0.3), "random": rec(7.3, 0.1),
+                "raw": rec(5.0, success=0.1), "expert": rec(8.0)}
+    got = criteria(policies)
+    assert got["gail_reaches_90_percent_of_expert"] and got["gail_fraction_of_expert"] == 7.4 / 8
+    assert got["gail_vs_empirical"]["above_by_more_than_spread"]            # 0.4 > 0.1
+    assert not got["gail_vs_random"]["above_by_more_than_spread"]           # 0.1 < 0.2
+    rounds = {"gail": {"single_round_share": 19 / 55}, "raw": {"single_round_share": 3 / 55},
+              "empirical": {"single_round_share": 0.0}}
+    c = claims(policies, rounds)
+    assert c["gail_over_raw"]["single_round_share"] == [19, 3]
+    assert c["gail_over_raw"]["share_ratio"] == pytest.approx(19 / 3)
+    assert c["gail_over_empirical"]["share_ratio"] is None                  # undefined, not infinite
+    assert c["gail_over_empirical"]["per_image_success_ratio"] == pytest.approx(2.0)
