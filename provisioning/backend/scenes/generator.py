@@ -14,8 +14,8 @@ embedding, through a global vector: the masked mean of the token states (which i
 sentence embedding before normalisation) enters as ``class_labels`` of a ``"projection"``
 class embedding, so that every resolution, including the 16x16 blocks without
 cross-attention, sees the prompt. :func:`unet_conditioning` builds both from the encoder's
-output; every call of the UNet goes through it. The loop can run a slice ``start..stop`` of a schedule, so a
-server and a device can each run their part (shared denoising).
+output; every call of the UNet goes through it. The loop can run a slice ``start..stop`` of a
+schedule, so a server and a device can each run their part (shared denoising).
 
 Shipped folder (``scenes/models/<name>/``)::
 
