@@ -113,8 +113,8 @@ class SceneJudge:
         return JudgeReading(labels=labels, confidence=conf, degradation_score=1.0 - none)
 
 
-def load_judge(device: str = "cpu", folder: Path | None = None) -> SceneJudge:
-    """The shipped judge (or the one in ``folder``); its width is read from its card."""
+def load_judge(device: str = "cpu", folder: Path | None = None, width: int | None = None) -> SceneJudge:
+    """The shipped judge (or the one in ``folder``); its width is read from its card unless given."""
     from safetensors.torch import load_file
 
     folder = Path(folder) if folder is not None else JUDGE_DIR
@@ -124,7 +124,7 @@ def load_judge(device: str = "cpu", folder: Path | None = None) -> SceneJudge:
                                    "`python -m provisioning.backend.scenes.train judge`")
     card_file = folder / "card.json"
     card = json.loads(card_file.read_text()) if card_file.is_file() else {}
-    net = build_judge_net(int(card.get("config", {}).get("width", 16)))
+    net = build_judge_net(int(width if width is not None else card.get("config", {}).get("width", 16)))
     net.load_state_dict({k: v.float() for k, v in load_file(str(weights)).items()})
     return SceneJudge(net, device, card)
 
@@ -193,8 +193,7 @@ def train_judge(cfg: JudgeTrainConfig, out_dir: Path | None = None) -> dict:
                if v.dtype.is_floating_point} | {k: v for k, v in net.state_dict().items()
                                                  if not v.dtype.is_floating_point},
               str(out_dir / "judge.safetensors"))
-    atomic_write_json(out_dir / "card.json", {"config": asdict(cfg)})  # the width, for the reload below
-    reloaded = load_judge("cpu", out_dir)
+    reloaded = load_judge("cpu", out_dir, width=cfg.width)
     accuracy_fp16 = heldout_accuracy(reloaded, x_test, y_test)
     clean = y_test[:, ATTRIBUTES.index("degradation")] == VOCABULARY["degradation"].index("none")
     accuracy_clean = heldout_accuracy(reloaded, x_test[clean], y_test[clean])
