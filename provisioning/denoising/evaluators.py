@@ -92,17 +92,6 @@ def _stated(prompt: str) -> dict[str, str]:
     return stated
 
 
-def _judge_probabilities(judge, images: np.ndarray) -> dict[str, np.ndarray]:
-    import torch
-
-    from provisioning.backend.scenes.world import ATTRIBUTES
-
-    x = torch.as_tensor(np.asarray(images, dtype=np.float32)).to(judge.device)
-    with torch.inference_mode():
-        outs = [torch.softmax(o.float(), 1).cpu().numpy() for o in judge.net(x)]
-    return dict(zip(ATTRIBUTES, outs))
-
-
 def _mean_probability(probs: dict[str, np.ndarray], wanted: dict[str, str], n: int) -> np.ndarray:
     from provisioning.backend.scenes import VOCABULARY
 
@@ -129,7 +118,7 @@ def measure_properties(judge, images: np.ndarray, own_prompts: Sequence[str],
     """The six properties of each image for its own prompt and the other (server's) prompt."""
     images = np.asarray(images, dtype=np.float32)
     n = len(images)
-    probs = _judge_probabilities(judge, images)
+    probs = judge.probabilities(images)
     fidelity, fusion = np.zeros(n), np.zeros(n)
     for i, (own, other) in enumerate(zip(own_prompts, other_prompts)):
         row = {a: p[i:i + 1] for a, p in probs.items()}

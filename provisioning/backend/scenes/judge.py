@@ -97,14 +97,20 @@ class SceneJudge:
         self.device = device
         self.card = card or {}
 
-    def read(self, images) -> JudgeReading:
-        """Judge images ``(n, 3, 32, 32)`` float in [-1, 1] (numpy or torch)."""
+    def probabilities(self, images, *, log: bool = False) -> dict[str, np.ndarray]:
+        """Per attribute (in ``ATTRIBUTES`` order), ``(n, values)`` probabilities (log-probabilities
+        with ``log``) of images ``(n, 3, 32, 32)`` float in [-1, 1]: the judge's one forward pass."""
         import torch
 
         x = torch.as_tensor(np.asarray(images, dtype=np.float32)).to(self.device)
-        labels, conf = {}, {}
+        normalise = torch.log_softmax if log else torch.softmax
         with torch.inference_mode():
-            outs = [torch.softmax(o.float(), dim=1).cpu().numpy() for o in self.net(x)]
+            return {attr: normalise(o.float(), dim=1).cpu().numpy() for attr, o in zip(ATTRIBUTES, self.net(x))}
+
+    def read(self, images) -> JudgeReading:
+        """Judge images ``(n, 3, 32, 32)`` float in [-1, 1] (numpy or torch)."""
+        outs = list(self.probabilities(images).values())
+        labels, conf = {}, {}
         for attr, probs in zip(ATTRIBUTES, outs):
             best = probs.argmax(axis=1)
             labels[attr] = [VOCABULARY[attr][i] for i in best]

@@ -199,11 +199,7 @@ class SceneEvaluator:
 
     def log_probabilities(self, images) -> list[np.ndarray]:
         """Per attribute, ``(n, values)`` log-probabilities of the judge."""
-        import torch
-
-        x = torch.as_tensor(np.asarray(images, dtype=np.float32)).to(self.judge.device)
-        with torch.inference_mode():
-            return [torch.log_softmax(o.float(), 1).cpu().numpy() for o in self.judge.net(x)]
+        return list(self.judge.probabilities(images, log=True).values())
 
     def score(self, images, labels) -> np.ndarray:
         """``(n,)`` selection quality in [0, 1] of image ``j`` for request ``labels[j]``."""
