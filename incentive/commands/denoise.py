@@ -52,6 +52,12 @@ def _problem_options(p) -> None:
     p.add_argument("--tk-grid", type=_numbers(int), default=None, help="device steps, e.g. 2,4,6,8,10 (default)")
     p.add_argument("--ber-levels", type=_numbers(float), default=None, help="BER levels the link rounds up to")
     p.add_argument("--noise-seeds", type=types.count(1, 1000), default=None, help="initial-noise seeds per state (default 4)")
+    p.add_argument("--qoe", choices=("mean", "one-image"), default=None,
+                   help="a device's QoE of an allocation: mean over the noise seeds' images (default) or the "
+                        "state's one image (the paper)")
+    p.add_argument("--device-budget", type=_numbers(float), default=None,
+                   help="E_k values drawn per device per episode, e.g. 1,2,4,8 (default 8)")
+    p.add_argument("--server-budget", type=types.number(0, None, low_open=True), default=None, help="E_T (default 20)")
     p.add_argument("--threads", type=types.count(1, 1024), default=1, help="torch CPU threads (default 1)")
 
 
@@ -141,7 +147,9 @@ def _setup(args):
 
         generator = SceneBackendGenerator(load_scene_model(args.generator))
     grid = {name: value for name, value in (("t0_grid", args.t0_grid), ("tk_grid", args.tk_grid),
-                                             ("ber_levels", args.ber_levels), ("noise_seeds", args.noise_seeds))
+                                             ("ber_levels", args.ber_levels), ("noise_seeds", args.noise_seeds),
+                                             ("qoe_of_allocation", args.qoe),
+                                             ("device_budget", args.device_budget), ("server_budget", args.server_budget))
             if value is not None}
     config = DenoiseConfig(devices=args.devices, **grid)
     config.validate()
@@ -209,6 +217,10 @@ def _evaluate(args) -> int:
         print(f"{name:8s} sum QoE {row['sum_qoe']['mean']:.3f} +/- {row['sum_qoe']['std'] or 0:.3f}  "
               f"fraction of optimum {fraction['mean'] if fraction else float('nan'):.3f}  "
               f"violations {row['threshold_violations']['mean']:.2f}")
+    ceiling = result["noise_ceiling"]
+    if ceiling is not None:
+        print(f"(split-half noise ceiling: the optimum chosen on {ceiling['seeds_per_half']} noise seeds reaches "
+              f"{ceiling['fraction']:.3f} of the optimum on {ceiling['seeds_per_half']} others)")
     fixed = result["best_fixed_allocation"]
     print(f"(best fixed allocation in hindsight: sum QoE {fixed['sum_qoe']:.3f}, fraction of optimum "
           f"{fixed['fraction_of_optimum'] if fixed['fraction_of_optimum'] is not None else float('nan'):.3f})")

@@ -29,7 +29,7 @@ from market.atomic import headless_pyplot
 from market.errors import UserError
 
 from .evaluators import GA1, GA2
-from .problem import User, draw_state, link_ber, reachable_ber_levels
+from .problem import User, device_qoe, draw_state, link_ber, reachable_ber_levels
 
 #: Policy colours and markers shared by every figure.
 STYLE = {"optimum": ("black", "*"), "gddpg": ("tab:red", "o"), "ddpg": ("tab:blue", "x"), "td3": ("tab:green", "s"),
@@ -225,9 +225,13 @@ def fig13_14(problem, evaluation: dict, out: Path, state_index: int = 0) -> list
     fig14, axes14 = plt.subplots(1, K, figsize=(3.4 * K, 3.2), squeeze=False, constrained_layout=True)
     bers = [0.0] + [b for b in reachable_ber_levels(cfg) if b > 0]
     data13, data14 = [], []
+
+    def qoe(k, t0, tk, ber) -> float:  # the problem's QoE of one device (the reward's definition)
+        return float(device_qoe(cfg, problem.table, state, [(k, t0, tk, ber)])[0])
+
     for k in range(K):
         ber_k = link_ber(cfg, state.gain_db[k], best["power_dbw"][k])
-        grid = np.array([[problem.table.qoe(state, [(k, t0, tk, ber_k if t0 > 0 else 0.0)])[0] for tk in cfg.tk_grid]
+        grid = np.array([[qoe(k, t0, tk, ber_k if t0 > 0 else 0.0) for tk in cfg.tk_grid]
                          for t0 in cfg.t0_grid])
         ax = axes13[0, k]
         shown = ax.imshow(grid, origin="lower", vmin=0, vmax=1, cmap="viridis", aspect="auto")
@@ -242,8 +246,8 @@ def fig13_14(problem, evaluation: dict, out: Path, state_index: int = 0) -> list
                     markersize=11 if name == "optimum" else 8, markeredgecolor=colour, linestyle="", label=name)
         data13.append({"device": k, "user": state.users[k].name, "ber": ber_k, "qoe": grid})
         tk_best = best["tk"][k]
-        curves = {t0: [problem.table.qoe(state, [(k, t0, tk_best, b)])[0] for b in bers] for t0 in cfg.t0_grid if t0 > 0}
-        no_server = float(problem.table.qoe(state, [(k, 0, tk_best, 0.0)])[0])
+        curves = {t0: [qoe(k, t0, tk_best, b) for b in bers] for t0 in cfg.t0_grid if t0 > 0}
+        no_server = qoe(k, 0, tk_best, 0.0)
         ax = axes14[0, k]
         ax.axhline(no_server, color="grey", linestyle="--", linewidth=0.8, label="t0=0 (no link)")
         for t0, values in curves.items():

@@ -53,6 +53,10 @@ class User:
     personality: Personality
 
 
+#: The ways a device's QoE of an allocation is measured (:attr:`DenoiseConfig.qoe_of_allocation`).
+QOE_OF_ALLOCATION = ("mean", "one-image")
+
+
 @dataclass
 class DenoiseConfig:
     """The problem's constants (defaults: the paper's Fig. 11 caption where it gives them)."""
@@ -68,8 +72,9 @@ class DenoiseConfig:
     """delta_0."""
     device_energy_per_step: float = 1.0
     """delta_k (all devices)."""
-    device_budget: float = 8.0
-    """E_k."""
+    device_budget: tuple = (8.0,)
+    """E_k: each device's energy budget is drawn uniformly from these per episode (part of the
+    state; the paper's Fig. 11: 8 for every device)."""
     server_budget: float = 20.0
     """E_T."""
     power_energy: float = 0.1
@@ -87,7 +92,15 @@ class DenoiseConfig:
     """Mean SNR per watt g_k drawn uniformly in this dB range per episode."""
     evaluator: str = "big-five"
     noise_seeds: int = 4
-    """Initial-noise seeds a state draws from: generations repeat across episodes (cache hits)."""
+    """Initial-noise seeds S: a state draws one of them (``"one-image"``), or a device's QoE is
+    the mean over all of them (``"mean"``); generations repeat across episodes (cache hits)."""
+    qoe_of_allocation: str = "mean"
+    """How a device's QoE of an allocation is measured. ``"mean"``: the mean evaluator QoE of the
+    S images generated with the S initial noises (an estimate of the allocation's expected QoE;
+    the reward is then a function of the observable state, and the optimum knows nothing a
+    policy cannot see). ``"one-image"``: the QoE of the one image generated with the state's
+    noise seed, as in the paper (one generation per decision); the seed is not part of the
+    observation, so the optimum then exploits noise no policy can observe."""
 
     def validate(self) -> None:
         """Raise a one-line UserError naming the first bad grid (as its command-line option)."""
@@ -100,6 +113,10 @@ class DenoiseConfig:
             if not values or not all(ok(v) for v in values) or list(values) != sorted(set(values)):
                 raise UserError(f"{option} {','.join(map(str, values))}: need distinct values in increasing order"
                                 + (" in [0, 0.5]" if option == "--ber-levels" else " (integers, steps >= 1)"))
+        if not self.device_budget or not all(0 < v < float("inf") for v in self.device_budget):
+            raise UserError(f"--device-budget {','.join(map(str, self.device_budget))}: need positive numbers")
+        if self.qoe_of_allocation not in QOE_OF_ALLOCATION:
+            raise UserError(f"--qoe {self.qoe_of_allocation}: choose one of {', '.join(QOE_OF_ALLOCATION)}")
 
 
 @dataclass
@@ -110,6 +127,12 @@ class DenoiseState:
     gain_db: np.ndarray
     seed: int
     """The generation (initial noise) seed, one of ``config.noise_seeds``."""
+    device_budget: np.ndarray = None
+    """E_k per device; None: 8 for every device (the paper's Fig. 11)."""
+
+    def __post_init__(self):
+        if self.device_budget is None:
+            self.device_budget = np.full(len(self.users), 8.0)
 
     @property
     def server_prompt(self) -> str:
@@ -167,10 +190,21 @@ class QoETable:
                 "share_of_lookups_without_generation": share, "lazy_share_without_generation": lazy}
 
     def qoe(self, state: DenoiseState, requests: list) -> np.ndarray:
-        """QoE of ``requests`` = [(device k, t0, t_k, ber)] in ``state``, batched through the judge."""
+        """QoE of ``requests`` = [(device k, t0, t_k, ber)] in ``state`` (its noise seed), batched
+        through the judge."""
+        return self._qoe_of(state, [(*req, state.seed) for req in requests])
+
+    def qoe_over_seeds(self, state: DenoiseState, requests: list, seeds) -> np.ndarray:
+        """``(len(seeds), len(requests))``: the QoE of ``requests`` with each initial-noise seed, in one batch."""
+        seeds = list(seeds)
+        flat = self._qoe_of(state, [(*req, seed) for seed in seeds for req in requests])
+        return flat.reshape(len(seeds), len(requests))
+
+    def _qoe_of(self, state: DenoiseState, requests: list) -> np.ndarray:
+        """QoE of ``requests`` = [(device k, t0, t_k, ber, noise seed)] in ``state``."""
         self.lookups += len(requests)
-        keys = [GenerationKey.of(state.server_prompt, state.users[k].prompt, t0, tk, ber, state.seed)
-                for k, t0, tk, ber in requests]
+        keys = [GenerationKey.of(state.server_prompt, state.users[k].prompt, t0, tk, ber, seed)
+                for k, t0, tk, ber, seed in requests]
         self.keys_seen.update(keys)
         users = [state.users[req[0]] for req in requests]
         memo = [(key, user.name, tuple(user.personality.vector())) for key, user in zip(keys, users)]
@@ -223,6 +257,18 @@ def key_space(config: DenoiseConfig, users: list) -> list[GenerationKey]:
     return list(dict.fromkeys(keys))
 
 
+def device_qoe(config: DenoiseConfig, table: QoETable, state: DenoiseState, requests: list,
+               seeds=None) -> np.ndarray:
+    """Each device's QoE of ``requests`` = [(device k, t0, t_k, ber)] in ``state``, as
+    :attr:`DenoiseConfig.qoe_of_allocation` says: the image of the state's noise seed, or the
+    mean over the images of all ``noise_seeds`` initial noises (``seeds``: of these seeds
+    instead; :func:`split_half_ceiling` uses it)."""
+    if config.qoe_of_allocation == "one-image":
+        return table.qoe(state, requests)
+    seeds = range(config.noise_seeds) if seeds is None else seeds
+    return table.qoe_over_seeds(state, requests, seeds).mean(axis=0)
+
+
 @dataclass
 class Outcome:
     """The reward of one decision and its parts."""
@@ -246,14 +292,14 @@ class Outcome:
         return int((self.threshold_shortfall > 0).sum())
 
 
-def outcome(config: DenoiseConfig, table: QoETable, state: DenoiseState, alloc: Allocation) -> Outcome:
-    """Eq. (27) for one allocation."""
+def outcome(config: DenoiseConfig, table: QoETable, state: DenoiseState, alloc: Allocation, seeds=None) -> Outcome:
+    """Eq. (27) for one allocation (``seeds``: see :func:`device_qoe`)."""
     t0 = int(config.t0_grid[alloc.t0_index])
     tk = np.array([config.tk_grid[i] for i in alloc.tk_index])
     power = np.array([config.power_levels_dbw[i] for i in alloc.power_index], dtype=float)
     ber = np.array([link_ber(config, g, p) if t0 > 0 else 0.0 for g, p in zip(state.gain_db, power)])
-    qoe = table.qoe(state, [(k, t0, tk[k], ber[k]) for k in range(config.devices)])
-    device_excess = np.maximum(0.0, config.device_energy_per_step * tk - config.device_budget)
+    qoe = device_qoe(config, table, state, [(k, t0, tk[k], ber[k]) for k in range(config.devices)], seeds)
+    device_excess = np.maximum(0.0, config.device_energy_per_step * tk - state.device_budget)
     shortfall = np.maximum(0.0, config.qoe_threshold - qoe)
     server_excess = max(0.0, config.server_energy_per_step * t0 + config.power_energy * power.sum() - config.server_budget)
     reward = (qoe.sum() - config.penalty_device * device_excess.sum() - config.penalty_threshold * shortfall.sum()
@@ -261,16 +307,16 @@ def outcome(config: DenoiseConfig, table: QoETable, state: DenoiseState, alloc: 
     return Outcome(float(reward), qoe, t0, tk, power, ber, device_excess, shortfall, server_excess)
 
 
-def _device_values(config: DenoiseConfig, table: QoETable, state: DenoiseState, t0: int) -> np.ndarray:
+def _device_values(config: DenoiseConfig, table: QoETable, state: DenoiseState, t0: int, seeds=None) -> np.ndarray:
     """``(K, L, |t_k|)``: each device's separable reward part (QoE minus its device and threshold
     penalties) for every power level and device step count, given the server steps ``t0``."""
     tk = np.asarray(config.tk_grid, dtype=float)
-    device_penalty = config.penalty_device * np.maximum(0.0, config.device_energy_per_step * tk - config.device_budget)
     values = np.zeros((config.devices, len(config.power_levels_dbw), len(tk)))
     for k in range(config.devices):
+        device_penalty = config.penalty_device * np.maximum(0.0, config.device_energy_per_step * tk - state.device_budget[k])
         for p, power in enumerate(config.power_levels_dbw):
             ber = link_ber(config, state.gain_db[k], power) if t0 > 0 else 0.0
-            q = table.qoe(state, [(k, t0, steps, ber) for steps in config.tk_grid])
+            q = device_qoe(config, table, state, [(k, t0, steps, ber) for steps in config.tk_grid], seeds)
             values[k, p] = q - device_penalty - config.penalty_threshold * np.maximum(0.0, config.qoe_threshold - q)
     return values
 
@@ -289,15 +335,41 @@ def _best_over_powers(config: DenoiseConfig, values: np.ndarray, t0: int, weight
     return best
 
 
-def optimum(config: DenoiseConfig, table: QoETable, state: DenoiseState) -> tuple[Allocation, Outcome]:
-    """The exact best allocation of ``state`` over the whole grid (see the module docstring)."""
+def optimum(config: DenoiseConfig, table: QoETable, state: DenoiseState, seeds=None) -> tuple[Allocation, Outcome]:
+    """The exact best allocation of ``state`` over the whole grid (see the module docstring;
+    ``seeds``: see :func:`device_qoe`)."""
     best = None
     for i0, t0 in enumerate(config.t0_grid):
-        total, tk_index, power_index = _best_over_powers(config, _device_values(config, table, state, t0), t0)
+        total, tk_index, power_index = _best_over_powers(config, _device_values(config, table, state, t0, seeds), t0)
         if best is None or total > best[0] + 1e-12:
             best = (total, Allocation(i0, tk_index, power_index))
     alloc = best[1]
-    return alloc, outcome(config, table, state, alloc)
+    return alloc, outcome(config, table, state, alloc, seeds)
+
+
+def split_half_ceiling(config: DenoiseConfig, table: QoETable, states: list) -> dict | None:
+    """How much of the exact optimum survives fresh noise: an estimate of what any policy that
+    cannot see the generations' noise can reach (None in ``"one-image"`` mode or with one seed).
+
+    The noise seeds are split in two halves A and B. For each state the optimum is chosen on the
+    mean QoE of A's images and scored on B's, against B's own optimum (and the other way round):
+    ``fraction = mean reward of the A-chosen allocations on B / mean reward of B's optima``. An
+    optimum over ``S`` seeds is less noisy than one over ``S / 2``, so this understates what is
+    attainable against the full optimum; read it as a rough ceiling, not a bound.
+    """
+    half = config.noise_seeds // 2
+    if config.qoe_of_allocation != "mean" or half < 1:
+        return None
+    halves = (tuple(range(half)), tuple(range(half, 2 * half)))
+    fractions = []
+    for fit, score in (halves, halves[::-1]):
+        chosen = [optimum(config, table, s, fit)[0] for s in states]
+        reached = np.mean([outcome(config, table, s, a, score).reward for s, a in zip(states, chosen)])
+        best = np.mean([optimum(config, table, s, score)[1].reward for s in states])
+        fractions.append(float(reached / best) if best > 0 else float("nan"))
+    return {"fraction": float(np.mean(fractions)), "per_half": fractions, "seeds_per_half": half,
+            "what": "the optimum chosen on half the noise seeds' images, scored on the other half, as a fraction of "
+                    "that half's own optimum (mean of both directions)"}
 
 
 def best_fixed_allocation(config: DenoiseConfig, table: QoETable, states: list) -> Allocation:
@@ -341,7 +413,9 @@ def draw_state(config: DenoiseConfig, users: list, seed: int) -> DenoiseState:
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 2126]))
     chosen = rng.choice(len(users), size=config.devices, replace=len(users) < config.devices)
     gain = rng.uniform(*config.gain_db_range, size=config.devices)
-    return DenoiseState([users[i] for i in chosen], gain, int(rng.integers(config.noise_seeds)))
+    seed = int(rng.integers(config.noise_seeds))
+    budget = rng.choice(np.asarray(config.device_budget, dtype=float), size=config.devices)
+    return DenoiseState([users[i] for i in chosen], gain, seed, budget)
 
 
 def observation(config: DenoiseConfig, state: DenoiseState) -> np.ndarray:
@@ -351,11 +425,11 @@ def observation(config: DenoiseConfig, state: DenoiseState) -> np.ndarray:
     server = parse(state.server_prompt).description.specified()
     parts = []
     lo, hi = config.gain_db_range
-    for user, g in zip(state.users, state.gain_db):
+    for user, g, budget in zip(state.users, state.gain_db, state.device_budget):
         own = parse(user.prompt).description.specified()
         agree = [1.0 if a in own and own.get(a) == server.get(a) else 0.0 for a in ATTRIBUTES]
         parts += list(user.personality.vector()) + agree + [
-            config.device_energy_per_step, config.device_budget / 10.0, 2 * (g - lo) / (hi - lo) - 1]
+            config.device_energy_per_step, budget / 10.0, 2 * (g - lo) / (hi - lo) - 1]
     parts += [config.server_energy_per_step, config.server_budget / 10.0, config.qoe_threshold]
     return np.asarray(parts, dtype=np.float32)
 
@@ -377,7 +451,7 @@ class DenoiseEnv(gym.Env):
         from provisioning.backend.scenes import ATTRIBUTES
 
         dim = config.devices * (5 + len(ATTRIBUTES) + 3) + 3
-        high = max(1.0, config.device_energy_per_step, config.device_budget / 10.0, config.server_energy_per_step,
+        high = max(1.0, config.device_energy_per_step, max(config.device_budget) / 10.0, config.server_energy_per_step,
                    config.server_budget / 10.0, config.qoe_threshold)
         self.observation_space = gym.spaces.Box(-1.0, high, shape=(dim,), dtype=np.float32)
         self._stream = np.random.default_rng(seed)

@@ -14,6 +14,9 @@ Reported per policy: ``sum_qoe`` (mean over held-out states of the sum of the us
 ``reward``, ``fraction_of_optimum`` (mean reward / the optimum's mean reward on the same
 states), ``threshold_violations`` (mean number of users below ``Q_th`` per state), each with its
 spread over seeds; plus every decision (for Fig. 12-14) and the learning curves (Fig. 11).
+Two references put the fraction in context: the best single allocation in hindsight (what
+ignoring the state can reach) and the split-half noise ceiling
+(:func:`.problem.split_half_ceiling`: how much of the optimum survives fresh generation noise).
 
 May import: numpy, ``provisioning.agents.registry``, ``provisioning.evaluation`` (spread),
 ``provisioning.training`` (through :mod:`.learning`), this package.
@@ -29,7 +32,7 @@ from .learning import (
     HELD_OUT_SEED_BASE, DenoiseProblem, DenoiseValidation, UniformRandomPolicy, decide, learner_overrides,
     train_learner_run,
 )
-from .problem import best_fixed_allocation, optimum, outcome
+from .problem import best_fixed_allocation, optimum, outcome, split_half_ceiling
 
 __all__ = ["LEARNERS", "POLICIES", "CompareConfig", "compare", "learner_overrides", "HELD_OUT_SEED_BASE"]
 
@@ -175,7 +178,9 @@ def compare(problem: DenoiseProblem, cfg: CompareConfig, runs_dir: str | Path | 
                  "fraction_of_optimum": fixed_reward / best_reward if best_reward > 0 else None,
                  "threshold_violations": float(np.mean([r.threshold_violations for r in fixed_results])),
                  "allocation": decision_record(fixed, fixed_results[0])}
-    return {"policies": scores, "claims": claims(scores), "best_fixed_allocation": reference, "optimum_mean_reward": best_reward, "held_out_states": cfg.held_out_states,
+    return {"policies": scores, "claims": claims(scores), "best_fixed_allocation": reference,
+            "noise_ceiling": split_half_ceiling(problem.config, problem.table, states),
+            "optimum_mean_reward": best_reward, "held_out_states": cfg.held_out_states,
             "held_out_state_seeds": [HELD_OUT_SEED_BASE + i for i in range(cfg.held_out_states)],
             "seeds": cfg.seeds, "train_steps": cfg.train_steps, "warmup_steps": cfg.warmup_steps,
             "eval_every": cfg.eval_every, "eval_states": cfg.eval_states, "cache": problem.table.stats()}

@@ -75,3 +75,10 @@ def test_bad_grid_is_a_one_line_error(capsys):
     assert main(["denoise", "cache", "--generator", "render", "--tk-grid", "4,2"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--tk-grid 4,2" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("option, value", [("--device-budget", "4,0"), ("--device-budget", "inf"), ("--server-budget", "-1")])
+def test_bad_budget_is_a_one_line_error(capsys, option, value):
+    assert main(["denoise", "cache", "--generator", "render", option, value]) == 2
+    err = capsys.readouterr().err.strip()
+    assert option in err and "\n" not in err and "Traceback" not in err

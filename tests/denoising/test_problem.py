@@ -47,9 +47,13 @@ def test_action_codec_round_trips(tiny):
     assert decode_action(config, np.ones(5)) == Allocation(2, (2, 2), (1, 1))
 
 
-def test_optimum_equals_brute_force_and_beats_every_action(tiny):
+@pytest.mark.parametrize("budgets", [(8.0,), (2.0, 6.0, 9.0)])
+def test_optimum_equals_brute_force_and_beats_every_action(tiny, budgets):
+    from dataclasses import replace
+
     config, users, table, _ = tiny
-    for seed in (0, 1):
+    config = replace(config, device_budget=budgets)
+    for seed in (0, 1, 2):
         state = draw_state(config, users, seed)
         alloc, best = optimum(config, table, state)
         rewards = [outcome(config, table, state, Allocation(i0, tks, ps)).reward
@@ -82,3 +86,56 @@ def test_environment_contract(tiny):
     _, reward, terminated, _, info = env.step(env.action_space.sample())
     assert terminated and np.isfinite(reward) and {"sum_qoe", "threshold_violations", "t0"} <= set(info)
     check_env(env, skip_render_check=True)
+
+
+def test_mean_qoe_is_the_mean_over_the_noise_seeds(tiny):
+    from dataclasses import replace
+
+    config, users, table, _ = tiny
+    assert config.qoe_of_allocation == "mean"
+    state = draw_state(config, users, seed=2)
+    alloc = Allocation(1, (1, 2), (0, 1))
+    one_image = replace(config, qoe_of_allocation="one-image")
+    per_seed = np.array([outcome(one_image, table, replace(state, seed=s), alloc).qoe for s in range(config.noise_seeds)])
+    assert outcome(config, table, state, alloc).qoe == pytest.approx(per_seed.mean(axis=0))
+    assert np.ptp(per_seed, axis=0).max() > 1e-3  # the seeds' images differ: the mean is not one image's QoE
+    # one-image mode reads the state's own seed
+    assert outcome(one_image, table, state, alloc).qoe == pytest.approx(per_seed[state.seed])
+
+
+def test_device_budgets_are_drawn_per_device_observed_and_penalised(tiny):
+    from dataclasses import replace
+
+    from provisioning.denoising.problem import observation
+
+    config, users, table, _ = tiny
+    config = replace(config, device_budget=(2.0, 6.0, 9.0))
+    states = [draw_state(config, users, seed) for seed in range(60)]
+    budgets = np.array([s.device_budget for s in states])
+    assert set(budgets.ravel()) == {2.0, 6.0, 9.0} and (budgets[:, 0] != budgets[:, 1]).any()
+    state = next(s for s in states if s.device_budget.tolist() == [2.0, 9.0])
+    result = outcome(config, table, state, Allocation(0, (1, 2), (0, 0)))  # t_k = 6 on E_k = 2, 9 on E_k = 9
+    assert result.device_excess.tolist() == [4.0, 0.0]
+    other = replace(state, device_budget=np.array([9.0, 9.0]))
+    assert not np.array_equal(observation(config, state), observation(config, other))
+    # a device step over the budget costs more than any QoE: the optimum keeps t_k within E_k
+    assert optimum(config, table, state)[1].tk[0] == 2
+    with pytest.raises(Exception, match="--device-budget"):
+        replace(config, device_budget=(4.0, 0.0)).validate()
+
+
+def test_split_half_ceiling_scores_the_halves_against_each_other(tiny):
+    from dataclasses import replace
+
+    from provisioning.denoising.problem import split_half_ceiling
+
+    config, users, table, _ = tiny
+    states = [draw_state(config, users, seed) for seed in (0, 1)]
+    ceiling = split_half_ceiling(config, table, states)
+    a, b = (0, 1), (2, 3)
+    chosen = [optimum(config, table, s, a)[0] for s in states]
+    expected = (np.mean([outcome(config, table, s, c, b).reward for s, c in zip(states, chosen)])
+                / np.mean([optimum(config, table, s, b)[1].reward for s in states]))
+    assert ceiling["seeds_per_half"] == 2 and ceiling["per_half"][0] == pytest.approx(expected)
+    assert all(f <= 1 + 1e-9 for f in ceiling["per_half"])  # an optimum is never beaten on its own seeds
+    assert split_half_ceiling(replace(config, qoe_of_allocation="one-image"), table, states) is None
