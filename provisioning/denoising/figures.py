@@ -195,6 +195,11 @@ def fig12(evaluation: dict, out: Path, state_index: int = 0) -> Path:
         steps_ax.bar(np.arange(devices + 1) + j * width, [d["t0"]] + d["tk"], width, color=colour,
                      label=f"{name} (reward {d['reward']:.2f})")
         power_ax.bar(np.arange(devices) + j * width, d["power_dbw"], width, color=colour)
+    budgets = chosen[names[0]].get("device_budget")
+    if budgets is not None:  # E_k / delta_k: the most steps device k may run (22)
+        for k, budget in enumerate(budgets):
+            steps_ax.hlines(budget, k + 1 - 0.05, k + 1 + 0.8, colors="k", linestyles=":", linewidth=1,
+                            label="E_k (delta_k = 1)" if k == 0 else None)
     steps_ax.set_xticks(np.arange(devices + 1) + 0.4 - width / 2, ["t0"] + [f"t_{k + 1}" for k in range(devices)])
     power_ax.set_xticks(np.arange(devices) + 0.4 - width / 2, [f"P_{k + 1}" for k in range(devices)])
     steps_ax.set_ylabel("denoising steps")
@@ -239,7 +244,7 @@ def fig13_14(problem, evaluation: dict, out: Path, state_index: int = 0) -> list
         ax.set_yticks(range(len(cfg.t0_grid)), cfg.t0_grid)
         ax.set_xlabel("t_k")
         ax.set_ylabel("t0")
-        ax.set_title(f"device {k + 1} ({state.users[k].name}), BER {ber_k:g}", fontsize=7)
+        ax.set_title(f"device {k + 1} ({state.users[k].name}), E_k {state.device_budget[k]:g}, BER {ber_k:g}", fontsize=7)
         for name, d in marked.items():
             colour, marker = STYLE[name]
             ax.plot(d["tk_index"][k], d["t0_index"], marker=marker, color="white" if name == "optimum" else colour,

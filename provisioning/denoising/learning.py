@@ -139,7 +139,9 @@ def learner_overrides(name: str, train_steps: int, warmup_steps: int) -> dict:
     """The budget-dependent settings of a learner (warm-up no longer than a quarter of the run)."""
     warm = max(1, min(warmup_steps, train_steps // 4))
     if name == "gddpg":
-        return {"warmup_steps": warm, "batch_size": 64, "actor_batch_size": 32}
+        # batch 128 / actor batch 64 (gddpg.default_config): chosen over 64 / 32 on validation states
+        # of the training users (docs/denoising.md, "Tuning")
+        return {"warmup_steps": warm}
     return {"learning_starts": warm, "batch_size": 64}
 
 

@@ -16,8 +16,12 @@ Choices the paper leaves open (``docs/denoising.md``):
   Fig. 11) at mean SNR ``g_k 10^(P_k/10)``, where ``g_k`` (mean SNR per watt, part of the state)
   is drawn per episode; it is rounded UP to the next level of ``ber_levels`` (never optimistic)
   so that generations can be cached;
-- the QoE's stochastic part is seeded by the generation key and the user, so a (state, action)
-  pair has one reward, and the optimum is exact for that reward.
+- a device's QoE of an allocation is, by default, the mean evaluator QoE over the images of
+  the ``noise_seeds`` initial noises (:attr:`DenoiseConfig.qoe_of_allocation`), so the reward
+  is a function of the observable state; ``"one-image"`` is the paper's one generation per
+  decision. The evaluator's stochastic part is seeded by the generation key and the user, so a
+  (state, action) pair has one reward, and the optimum is exact for that reward;
+- each device's budget ``E_k`` is drawn per episode from ``device_budget`` (part of the state).
 
 Environment: one decision per episode (a contextual bandit), action ``[-1, 1]^(1 + 2K)`` decoded
 to grid indices of ``t0``, each ``t_k`` and each power level (every action is on the grid).
@@ -282,6 +286,8 @@ class Outcome:
     device_excess: np.ndarray
     threshold_shortfall: np.ndarray
     server_excess: float
+    device_budget: np.ndarray
+    """The state's ``E_k``."""
 
     @property
     def sum_qoe(self) -> float:
@@ -304,7 +310,8 @@ def outcome(config: DenoiseConfig, table: QoETable, state: DenoiseState, alloc: 
     server_excess = max(0.0, config.server_energy_per_step * t0 + config.power_energy * power.sum() - config.server_budget)
     reward = (qoe.sum() - config.penalty_device * device_excess.sum() - config.penalty_threshold * shortfall.sum()
               - config.penalty_server * server_excess)
-    return Outcome(float(reward), qoe, t0, tk, power, ber, device_excess, shortfall, server_excess)
+    return Outcome(float(reward), qoe, t0, tk, power, ber, device_excess, shortfall, server_excess,
+                   np.asarray(state.device_budget, dtype=float))
 
 
 def _device_values(config: DenoiseConfig, table: QoETable, state: DenoiseState, t0: int, seeds=None) -> np.ndarray:

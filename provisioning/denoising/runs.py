@@ -73,6 +73,7 @@ def decision_record(alloc, result) -> dict:
     """A JSON-ready decision: grid values chosen and their outcome."""
     return {"t0": result.t0, "tk": result.tk.tolist(), "power_dbw": result.power_dbw.tolist(),
             "ber": result.ber.tolist(), "qoe": result.qoe.tolist(), "reward": result.reward,
+            "device_budget": result.device_budget.tolist(),
             "t0_index": alloc.t0_index, "tk_index": list(alloc.tk_index), "power_index": list(alloc.power_index)}
 
 
