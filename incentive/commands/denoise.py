@@ -51,7 +51,9 @@ def _problem_options(p) -> None:
     p.add_argument("--t0-grid", type=_numbers(int), default=None, help="server steps, e.g. 0,2,4,6,8 (default)")
     p.add_argument("--tk-grid", type=_numbers(int), default=None, help="device steps, e.g. 2,4,6,8,10 (default)")
     p.add_argument("--ber-levels", type=_numbers(float), default=None, help="BER levels the link rounds up to")
-    p.add_argument("--noise-seeds", type=types.count(1, 1000), default=None, help="initial-noise seeds per state (default 4)")
+    p.add_argument("--noise-seeds", type=types.count(1, 1000), default=None,
+                   help="initial-noise seeds S: images per allocation (--qoe mean) or the seeds a state draws "
+                        "from (one-image); default 4")
     p.add_argument("--qoe", choices=("mean", "one-image"), default=None,
                    help="a device's QoE of an allocation: mean over the noise seeds' images (default) or the "
                         "state's one image (the paper)")
