@@ -84,7 +84,8 @@ def _scored(problem, server: User, device: User, cells: list) -> list[dict]:
     from .problem import DenoiseState
 
     judges = [server, User("GA1", device.prompt, GA1), User("GA2", device.prompt, GA2)]
-    state = DenoiseState(judges, np.zeros(len(judges)), 0)
+    # gains and budgets play no part in scoring an image
+    state = DenoiseState(judges, np.zeros(len(judges)), 0, np.full(len(judges), problem.config.device_budget[0]))
     rows = []
     for t0, tk, ber in cells:
         scores = problem.table.qoe(state, [(1, t0, tk, ber), (2, t0, tk, ber)])

@@ -131,12 +131,8 @@ class DenoiseState:
     gain_db: np.ndarray
     seed: int
     """The generation (initial noise) seed, one of ``config.noise_seeds``."""
-    device_budget: np.ndarray = None
-    """E_k per device; None: 8 for every device (the paper's Fig. 11)."""
-
-    def __post_init__(self):
-        if self.device_budget is None:
-            self.device_budget = np.full(len(self.users), 8.0)
+    device_budget: np.ndarray
+    """E_k per device (drawn from ``config.device_budget``)."""
 
     @property
     def server_prompt(self) -> str:
