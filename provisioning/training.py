@@ -14,7 +14,10 @@ A run folder holds:
   interval, the latest checkpoint's folder; written atomically *after* the checkpoint it points
   to, so it never names a half-written one;
 - ``checkpoints/step_XXXXXXXX/`` -- the trainer's state;
-- when finished: the policy file (``policy.safetensors``, ``policy.zip``) and ``result.json``.
+- when finished: the policy file (``policy.safetensors``, ``policy.zip``) and ``result.json``;
+- with :attr:`TrainConfig.keep_best`: ``best/`` -- the policy of the evaluation with the highest
+  selection score so far (SB3's ``EvalCallback(best_model_save_path=...)``), and ``progress.json``
+  / ``result.json`` say at which step and with which score it was taken.
 
 Every ``eval_every`` steps (on the grid of multiples of ``eval_every``, also after a resume) the
 current policy is evaluated on fixed validation states (utility as a fraction of the oracle:
@@ -117,6 +120,12 @@ class TrainConfig:
     """Number of validation states for the learning curve."""
     scenario: str | None = None
     """Scenario file (None = in-memory problem, e.g. tests)."""
+    keep_best: bool = False
+    """Also keep the policy of the best evaluation in ``best/`` (model selection). The score is the
+    validation's ``selection_fraction`` when it has one (states kept apart from any test states,
+    e.g. :class:`provisioning.denoising.learning.DenoiseValidation` with selection states of the
+    training users), else its ``fraction_of_oracle`` -- then the validation states are no longer a
+    fair test of the selected policy."""
 
     def __post_init__(self) -> None:
         get_agent(self.agent)
@@ -151,6 +160,9 @@ class TrainResult:
         Training time summed over sessions (seconds).
     warnings : list of str
         Why the result may mislead (e.g. a budget shorter than the warm-up).
+    best : dict or None
+        With :attr:`TrainConfig.keep_best`: ``step`` and ``selection_fraction`` of the policy in
+        ``best/`` (its folder: :attr:`best_dir`).
     """
 
     run_dir: Path
@@ -162,6 +174,12 @@ class TrainResult:
     policy_path: Path | None = None
     wall_seconds: float = 0.0
     warnings: list = field(default_factory=list)
+    best: dict | None = None
+
+    @property
+    def best_dir(self) -> Path | None:
+        """The folder of the kept best policy (``keep_best`` runs), else None."""
+        return self.run_dir / "best" if self.best is not None else None
 
 
 def tuned_d3pg_config(**overrides) -> Any:
@@ -305,6 +323,7 @@ def _result_from_progress(run_dir: Path, config: TrainConfig, progress: dict) ->
         policy_path=(run_dir / policy) if policy else None,
         wall_seconds=float(progress.get("wall_seconds", 0.0)),
         warnings=list(progress.get("warnings", [])),
+        best=progress.get("best"),
     )
 
 
@@ -379,12 +398,14 @@ def _run(trainer, spec: AgentSpec, config: TrainConfig, run_dir: Path, saved: di
     curve: list[dict] = []
     pending: list[dict] = []  # metrics of the unfinished interval (checkpointed with the weights)
     wall, interval_seconds = 0.0, 0.0
+    best: dict | None = None  # {"step", "selection_fraction"} of the policy in best/ (keep_best)
     if saved is not None:
         trainer.load_checkpoint(run_dir / saved["checkpoint"])
         curve = list(saved.get("curve", []))
         pending = list(saved.get("pending_metrics", []))
         wall = float(saved.get("wall_seconds", 0.0))
         interval_seconds = float(saved.get("interval_seconds", 0.0))
+        best = saved.get("best")
     session_start = time.perf_counter()
 
     def elapsed() -> float:
@@ -397,8 +418,20 @@ def _run(trainer, spec: AgentSpec, config: TrainConfig, run_dir: Path, saved: di
         _commit_progress(run_dir, {
             "agent": config.agent, "steps_done": trainer.steps_done, "episodes": trainer.episodes, "checkpoint": name,
             "curve": curve, "pending_metrics": pending, "interval_seconds": interval_seconds,
-            "wall_seconds": elapsed(), "finished": False, "warnings": warnings,
+            "wall_seconds": elapsed(), "finished": False, "warnings": warnings, "best": best,
         }, keep=name)
+
+    def keep_if_best(ev) -> dict | None:
+        """Write the current policy to ``best/`` when its selection score beats the kept one's."""
+        selection = getattr(ev, "selection_fraction", None)
+        score = float(ev.fraction_of_oracle if selection is None else selection)
+        if not config.keep_best or not math.isfinite(score) or (best is not None and score <= best["selection_fraction"]):
+            return best
+        (run_dir / "best").mkdir(exist_ok=True)
+        trainer.save_policy(run_dir / "best" / spec.policy_file, {
+            "agent": config.agent, "seed": config.seed, "steps": trainer.steps_done, "scenario": config.scenario,
+            "selected_by": "best selection score of the evaluations", "selection_fraction": score})
+        return {"step": trainer.steps_done, "selection_fraction": score}
 
     bar = _progress_bar(config.total_steps, trainer.steps_done, f"{config.agent} seed {config.seed}", progress_bar)
     with InterruptGuard() as guard:
@@ -417,7 +450,10 @@ def _run(trainer, spec: AgentSpec, config: TrainConfig, run_dir: Path, saved: di
                     "step": trainer.steps_done, "fraction_of_oracle": ev.fraction_of_oracle,
                     "mean_utility": ev.mean_utility, "mean_trials": ev.mean_trials, "wall_seconds": elapsed(),
                     "seconds_per_step": interval_seconds / max(len(pending), 1), **_mean_metrics(pending),
+                    **({"selection_fraction": ev.selection_fraction}
+                       if getattr(ev, "selection_fraction", None) is not None else {}),
                 })
+                best = keep_if_best(ev)
                 bar.set_postfix(frac=f"{ev.fraction_of_oracle:.3f}")
                 pending, interval_seconds = [], 0.0
                 checkpoint()
@@ -429,12 +465,12 @@ def _run(trainer, spec: AgentSpec, config: TrainConfig, run_dir: Path, saved: di
         "agent": config.agent, "seed": config.seed, "steps_done": trainer.steps_done, "episodes": trainer.episodes,
         "finished": True, "policy": spec.policy_file, "curve": curve, "wall_seconds": elapsed(),
         "validation_fraction_of_oracle": curve[-1]["fraction_of_oracle"] if curve else None,
-        "checkpoint": None, "warnings": warnings,
+        "checkpoint": None, "warnings": warnings, "best": best,
     }
     if spec.best_of_k:
         final.reseed(sampling_seed(config.seed))
-        best = validation.evaluate(BestOfK(final), f"{config.agent}-best-of-k")
-        result["validation_best_of_k_fraction_of_oracle"] = best.fraction_of_oracle
+        best_of_k = validation.evaluate(BestOfK(final), f"{config.agent}-best-of-k")
+        result["validation_best_of_k_fraction_of_oracle"] = best_of_k.fraction_of_oracle
     atomic_write_json(run_dir / "result.json", json_ready({k: v for k, v in result.items() if k != "curve"}))
     _commit_progress(run_dir, result, keep=None)
     return _result_from_progress(run_dir, config, result)

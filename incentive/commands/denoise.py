@@ -70,6 +70,11 @@ def _training_options(p) -> None:
                    help="validation states (held-out users) of the learning curve (default 8)")
     p.add_argument("--warmup", type=types.count(1, 10**7), default=500,
                    help="random warm-up steps, at most a quarter of the budget (default 500)")
+    p.add_argument("--select-best", action="store_true",
+                   help="keep the policy of the evaluation that did best on selection states of the TRAINING users "
+                        "(never a held-out user's) in <run>/best; evaluate scores that one instead of the last")
+    p.add_argument("--selection-states", type=types.count(1, 10**5), default=24,
+                   help="selection states of the training users for --select-best (default 24)")
 
 
 def register(subparsers) -> None:
@@ -198,12 +203,15 @@ def _evaluate(args) -> int:
     problem = _setup(args)
     cfg = CompareConfig(policies=tuple(args.policy), seeds=args.seeds, train_steps=args.train_steps,
                         held_out_states=args.states, warmup_steps=args.warmup, eval_every=args.eval_every,
-                        eval_states=args.eval_states)
+                        eval_states=args.eval_states, select_best=args.select_best,
+                        selection_states=args.selection_states)
     runs = None
     if args.runs is not None:
-        runs = _claim_runs(args.runs, {"problem": problem.identity(), "train_steps": cfg.train_steps,
-                                       "warmup": cfg.warmup_steps, "eval_every": cfg.eval_every,
-                                       "eval_states": cfg.eval_states}, args.overwrite, "denoise evaluate")
+        identity = {"problem": problem.identity(), "train_steps": cfg.train_steps, "warmup": cfg.warmup_steps,
+                    "eval_every": cfg.eval_every, "eval_states": cfg.eval_states}
+        if cfg.select_best:  # (absent otherwise, so that folders made before the option still resume)
+            identity.update(select_best=True, selection_states=cfg.selection_states)
+        runs = _claim_runs(args.runs, identity, args.overwrite, "denoise evaluate")
     fill = _fill(problem) if args.fill_cache else None
     result = compare(problem, cfg, runs, progress=lambda text: print(text, flush=True))
     result = json_ready({"generator": problem.table.cache.generator.identity, "problem": problem.identity(),
@@ -230,19 +238,27 @@ def _evaluate(args) -> int:
 
 
 def _train(args) -> int:
+    from pathlib import Path
+
     from provisioning.denoising.learning import train_learner_run
 
     problem = _setup(args)
-    run_dir = _claim_runs(args.out, {"agent": args.policy, "seed": args.seed, "problem": problem.identity()},
-                          args.overwrite, "denoise train")
+    identity = {"agent": args.policy, "seed": args.seed, "problem": problem.identity()}
+    if args.select_best:
+        identity.update(select_best=True, selection_states=args.selection_states)
+    run_dir = _claim_runs(args.out, identity, args.overwrite, "denoise train")
     result = train_learner_run(problem, args.policy, args.seed, args.steps, run_dir, resume=args.resume,
                                eval_every=args.eval_every, eval_states=args.eval_states, warmup_steps=args.warmup,
-                               progress=not args.no_progress)
+                               progress=not args.no_progress, select_best=args.select_best,
+                               selection_states=args.selection_states)
     last = result.curve[-1] if result.curve else {}
     print(json.dumps({"policy": args.policy, "run": str(result.run_dir), "steps": result.steps_done,
                       "finished": result.finished, "policy_file": str(result.policy_path),
                       "validation_fraction_of_optimum": last.get("fraction_of_oracle"),
-                      "validation_mean_reward": last.get("mean_utility"), "cache": problem.table.stats()}, indent=2))
+                      "validation_mean_reward": last.get("mean_utility"), "best": result.best,
+                      "best_policy_file": str(result.best_dir / Path(result.policy_path).name)
+                      if result.best_dir is not None and result.policy_path is not None else None,
+                      "cache": problem.table.stats()}, indent=2))
     return 0
 
 

@@ -18,10 +18,16 @@ adapts the denoising problem to that scaffolding:
   ``mean_trials`` column (that column's name comes from the provisioning problem);
 - :func:`train_learner_run`: one learner, one seed, one run folder.
 
+Model selection (``select_best``): the scaffolding's ``keep_best`` keeps the policy of the
+evaluation with the best ``selection_fraction``, measured on selection states of the TRAINING
+users (seeds from :data:`SELECTION_SEED_BASE`, above ``2^32`` so never a training episode's), so
+that choosing a checkpoint never looks at a held-out user; the learning curve still reports the
+held-out validation states.
+
 Seeds: training states come from the env's per-episode seeds (:func:`provisioning.evaluation.
 training_state_seed`, below ``2^32``) over the training users; validation states use seeds from
 :data:`VALIDATION_SEED_BASE` and test states from :data:`HELD_OUT_SEED_BASE`, both over the
-held-out users.
+held-out users; selection states use :data:`SELECTION_SEED_BASE` over the training users.
 
 May import: numpy, ``market`` (errors), ``provisioning.training``, ``provisioning.evaluation``,
 ``provisioning.agents.registry``, this package.
@@ -41,6 +47,8 @@ from .problem import DenoiseConfig, DenoiseEnv, DenoiseState, QoETable, decode_a
 HELD_OUT_SEED_BASE = 10 ** 9
 #: Seeds of the validation states of the learning curves (``VALIDATION_SEED_BASE + i``).
 VALIDATION_SEED_BASE = 2 * 10 ** 9
+#: Seeds of the model-selection states of the TRAINING users (``SELECTION_SEED_BASE + i``).
+SELECTION_SEED_BASE = 5 * 10 ** 9
 
 
 @dataclass
@@ -63,9 +71,10 @@ class DenoiseProblem:
         """A training environment over the training users."""
         return DenoiseEnv(self.config, self.train_users, self.table, seed=0 if seed is None else int(seed))
 
-    def states(self, n: int, seed_base: int = HELD_OUT_SEED_BASE) -> list[DenoiseState]:
-        """``n`` states of the held-out users (seeds ``seed_base + i``)."""
-        return [draw_state(self.config, self.test_users, seed_base + i) for i in range(int(n))]
+    def states(self, n: int, seed_base: int = HELD_OUT_SEED_BASE, users: list | None = None) -> list[DenoiseState]:
+        """``n`` states of the held-out users, or of ``users`` (seeds ``seed_base + i``)."""
+        users = self.test_users if users is None else users
+        return [draw_state(self.config, users, seed_base + i) for i in range(int(n))]
 
 
 class UniformRandomPolicy:
@@ -101,23 +110,41 @@ class ValidationScore:
     mean_trials: float
     """Mean device steps ``t_k`` (the scaffolding's column name)."""
     mean_sum_qoe: float
+    selection_fraction: float | None = None
+    """Mean reward / the optima's on the selection states of the training users (None without
+    them): what ``keep_best`` selects on."""
+
+
+def _fraction(rewards: np.ndarray, optimum_rewards: np.ndarray) -> float:
+    best = float(optimum_rewards.mean())
+    return float(rewards.mean() / best) if abs(best) > 1e-12 else float("nan")
 
 
 class DenoiseValidation:
-    """Validation states of the held-out users and their optima (see the module docstring)."""
+    """Validation states of the held-out users and their optima (see the module docstring);
+    with ``selection_states`` > 0 also that many selection states of the training users."""
 
-    def __init__(self, problem: DenoiseProblem, n: int, seed_base: int = VALIDATION_SEED_BASE):
+    def __init__(self, problem: DenoiseProblem, n: int, seed_base: int = VALIDATION_SEED_BASE,
+                 selection_states: int = 0):
         self.problem = problem
         self.states = problem.states(n, seed_base)
-        self.optimum_rewards = np.array([optimum(problem.config, problem.table, s)[1].reward for s in self.states])
+        self.optimum_rewards = self._optima(self.states)
+        self.selection_states = problem.states(selection_states, SELECTION_SEED_BASE, users=problem.train_users)
+        self.selection_optimum_rewards = self._optima(self.selection_states)
+
+    def _optima(self, states) -> np.ndarray:
+        return np.array([optimum(self.problem.config, self.problem.table, s)[1].reward for s in states])
 
     def evaluate(self, policy, name: str | None = None) -> ValidationScore:
         results = [decide(self.problem, policy, s)[1] for s in self.states]
         rewards = np.array([r.reward for r in results])
-        best = float(self.optimum_rewards.mean())
-        return ValidationScore(float(rewards.mean() / best) if abs(best) > 1e-12 else float("nan"),
+        selection = None
+        if self.selection_states:
+            chosen = np.array([decide(self.problem, policy, s)[1].reward for s in self.selection_states])
+            selection = _fraction(chosen, self.selection_optimum_rewards)
+        return ValidationScore(_fraction(rewards, self.optimum_rewards),
                                float(rewards.mean()), float(np.mean([r.tk.mean() for r in results])),
-                               float(np.mean([r.sum_qoe for r in results])))
+                               float(np.mean([r.sum_qoe for r in results])), selection)
 
 
 def provisioning_problem(problem: DenoiseProblem):
@@ -147,19 +174,27 @@ def learner_overrides(name: str, train_steps: int, warmup_steps: int) -> dict:
 
 def train_learner_run(problem: DenoiseProblem, agent: str, seed: int, steps: int, run_dir: str | Path, *,
                       resume: bool = False, eval_every: int = 500, eval_states: int = 8, warmup_steps: int = 500,
-                      validation: DenoiseValidation | None = None, progress: bool = False, learner_config=None):
+                      validation: DenoiseValidation | None = None, progress: bool = False, learner_config=None,
+                      select_best: bool = False, selection_states: int = 24):
     """Train ``agent`` with :func:`provisioning.training.train` in ``run_dir``; its ``TrainResult``.
 
     ``resume=True`` continues an interrupted run (and returns a finished one as it is); a
     run folder of another problem (generator, grid, users) or agent is refused.
+    ``select_best``: also keep the policy of the evaluation that did best on ``selection_states``
+    states of the training users (``<run_dir>/best``; see the module docstring).
     """
+    from market.errors import UserError
     from provisioning.agents.registry import get
     from provisioning.training import TrainConfig, train
 
     spec = get(agent)
+    if select_best and validation is not None and not validation.selection_states:
+        raise UserError("select_best needs a validation with selection states of the training users")
     config = TrainConfig(agent=agent, total_steps=int(steps), seed=int(seed), eval_every=int(eval_every),
-                         eval_states=int(eval_states), scenario=problem.identity())
+                         eval_states=int(eval_states), scenario=problem.identity(), keep_best=bool(select_best))
+    if validation is None:
+        validation = DenoiseValidation(problem, eval_states, selection_states=selection_states if select_best else 0)
     if learner_config is None:
         learner_config = spec.make_config(**learner_overrides(agent, steps, warmup_steps))
     return train(provisioning_problem(problem), config, run_dir, learner_config=learner_config, resume=resume,
-                 progress=progress, validation=validation or DenoiseValidation(problem, eval_states))
+                 progress=progress, validation=validation)

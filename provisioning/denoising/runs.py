@@ -6,7 +6,9 @@ What this module is for: the steps of a comparison, on typed records. For each p
 
 1. learners: train on the training users' states through the shared scaffolding
    (:func:`.learning.train_learner_run`: one resumable run folder ``<runs>/<policy>/seed_<s>``,
-   whose learning curve is the test reward on validation states of the held-out users);
+   whose learning curve is the test reward on validation states of the held-out users); with
+   ``select_best``, the policy kept is the one of the evaluation that did best on selection
+   states of the TRAINING users (never a held-out user's), else the last;
 2. decide on held-out states drawn from the held-out users (disjoint seeds) and score every
    decision with eq. (27) through the same QoE table (the same generation cache).
 
@@ -53,6 +55,10 @@ class CompareConfig:
     """Learning-curve (validation) interval and checkpoint interval, in environment steps."""
     eval_states: int = 8
     """Validation states of the learning curves (held-out users, seeds apart from the test states)."""
+    select_best: bool = False
+    """Score each learner's best evaluation on the training users' selection states instead of its last."""
+    selection_states: int = 24
+    """Selection states of the training users (with ``select_best``)."""
 
 
 @dataclass
@@ -67,6 +73,8 @@ class PolicyScores:
     """Per seed, per state: the allocation and its outcome."""
     curves: list = field(default_factory=list)
     """Per seed (learners): ``[{step, reward, fraction_of_optimum, sum_qoe}]``."""
+    selected: list = field(default_factory=list)
+    """Per seed (learners, ``select_best``): ``{step, selection_fraction}`` of the policy scored."""
 
 
 def decision_record(alloc, result) -> dict:
@@ -78,7 +86,8 @@ def decision_record(alloc, result) -> dict:
 
 
 def _curve(train_result) -> list[dict]:
-    return [{"step": c["step"], "reward": c["mean_utility"], "fraction_of_optimum": c["fraction_of_oracle"]}
+    return [{"step": c["step"], "reward": c["mean_utility"], "fraction_of_optimum": c["fraction_of_oracle"],
+             **({"selection_fraction": c["selection_fraction"]} if "selection_fraction" in c else {})}
             for c in train_result.curve]
 
 
@@ -91,18 +100,27 @@ def _policy_for(problem: DenoiseProblem, name: str, seed: int, cfg: CompareConfi
     if name == "random":
         return UniformRandomPolicy(1 + 2 * problem.config.devices, seed)
     progress(f"training {name} seed {seed} ({cfg.train_steps} steps)")
+    def train_and_load(run_dir, resume):
+        from market.errors import UserError
+
+        result = train_learner_run(problem, name, seed, cfg.train_steps, run_dir, resume=resume,
+                                   eval_every=cfg.eval_every, eval_states=cfg.eval_states,
+                                   warmup_steps=cfg.warmup_steps, validation=validation, select_best=cfg.select_best)
+        if cfg.select_best and result.best_dir is None:
+            raise UserError(f"{result.run_dir}: this run kept no best policy (trained without model selection); "
+                            "use another --runs folder")
+        if cfg.select_best:
+            record.selected.append(result.best)
+        return result, get(name).load_policy(result.best_dir if cfg.select_best else result.run_dir,
+                                             seed=sampling_seed(seed))
+
     if runs_dir is None:
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
-            result = train_learner_run(problem, name, seed, cfg.train_steps, tmp, eval_every=cfg.eval_every,
-                                       eval_states=cfg.eval_states, warmup_steps=cfg.warmup_steps, validation=validation)
-            policy = get(name).load_policy(tmp, seed=sampling_seed(seed))
+            result, policy = train_and_load(tmp, False)
     else:
-        result = train_learner_run(problem, name, seed, cfg.train_steps, runs_dir / name / f"seed_{seed}", resume=True,
-                                   eval_every=cfg.eval_every, eval_states=cfg.eval_states,
-                                   warmup_steps=cfg.warmup_steps, validation=validation)
-        policy = get(name).load_policy(result.run_dir, seed=sampling_seed(seed))
+        result, policy = train_and_load(runs_dir / name / f"seed_{seed}", True)
     record.curves.append(_curve(result))
     return policy
 
@@ -147,7 +165,8 @@ def compare(problem: DenoiseProblem, cfg: CompareConfig, runs_dir: str | Path | 
     states = problem.states(cfg.held_out_states, HELD_OUT_SEED_BASE)
     best = [optimum(problem.config, problem.table, s) for s in states]
     best_reward = float(np.mean([b[1].reward for b in best]))
-    validation = DenoiseValidation(problem, cfg.eval_states) if set(cfg.policies) & set(LEARNERS) else None
+    validation = (DenoiseValidation(problem, cfg.eval_states, selection_states=cfg.selection_states if cfg.select_best else 0)
+                  if set(cfg.policies) & set(LEARNERS) else None)
     scores = {}
     for name in cfg.policies:
         record = PolicyScores(name)
@@ -169,7 +188,8 @@ def compare(problem: DenoiseProblem, cfg: CompareConfig, runs_dir: str | Path | 
                         "per_seed": {"sum_qoe": record.sum_qoe, "reward": record.reward,
                                      "threshold_violations": record.threshold_violations,
                                      "fraction_of_optimum": fractions},
-                        "decisions": record.decisions, "curves": record.curves}
+                        "decisions": record.decisions, "curves": record.curves,
+                        **({"selected": record.selected} if record.selected else {})}
     fixed = best_fixed_allocation(problem.config, problem.table, states)
     fixed_results = [outcome(problem.config, problem.table, s, fixed) for s in states]
     fixed_reward = float(np.mean([r.reward for r in fixed_results]))
@@ -184,4 +204,9 @@ def compare(problem: DenoiseProblem, cfg: CompareConfig, runs_dir: str | Path | 
             "optimum_mean_reward": best_reward, "held_out_states": cfg.held_out_states,
             "held_out_state_seeds": [HELD_OUT_SEED_BASE + i for i in range(cfg.held_out_states)],
             "seeds": cfg.seeds, "train_steps": cfg.train_steps, "warmup_steps": cfg.warmup_steps,
-            "eval_every": cfg.eval_every, "eval_states": cfg.eval_states, "cache": problem.table.stats()}
+            "eval_every": cfg.eval_every, "eval_states": cfg.eval_states,
+            "model_selection": ({"what": "each learner's policy is the one of its evaluation with the best fraction of "
+                                         "the optimum on selection states of the TRAINING users",
+                                 "selection_states": cfg.selection_states} if cfg.select_best else
+                                {"what": "each learner's last policy"}),
+            "cache": problem.table.stats()}

@@ -71,6 +71,20 @@ def test_train_writes_a_run_folder_and_resumes_only_when_asked(tmp_path, capsys)
     assert main(argv + ["--resume"]) == 0  # finished: returned as it is
 
 
+def test_train_with_select_best_names_the_kept_policy_and_refuses_a_plain_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["denoise", "train", "--generator", "render", "--cache", str(tmp_path / "cache"), "--devices", "2",
+            "--t0-grid", "0,2", "--tk-grid", "2,4", "--noise-seeds", "1", "--steps", "8", "--warmup", "2",
+            "--eval-every", "4", "--eval-states", "1", "--no-progress", "--out", str(run)]
+    assert main(argv + ["--select-best", "--selection-states", "2"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["best"]["step"] in (4, 8) and printed["best_policy_file"] == str(run / "best" / "policy.safetensors")
+    assert (run / "best" / "policy.safetensors").is_file()
+    assert main(argv + ["--resume"]) == 2  # the folder was made with model selection: not resumed without it
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "select_best" in err
+
+
 def test_bad_grid_is_a_one_line_error(capsys):
     assert main(["denoise", "cache", "--generator", "render", "--tk-grid", "4,2"]) == 2
     err = capsys.readouterr().err.strip()

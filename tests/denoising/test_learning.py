@@ -117,3 +117,62 @@ def test_comparison_json_feeds_figures_11_to_14(problem, tmp_path):
     marked = json.loads((tmp_path / "fig" / "fig13_qoe_steps.json").read_text())
     grid = np.array(marked["devices"][0]["qoe"])
     assert grid.shape == (len(problem.config.t0_grid), len(problem.config.tk_grid)) and np.all((grid >= 0) & (grid <= 1))
+
+
+def _selecting_run(problem, tmp_path, name, **kwargs):
+    from provisioning.agents.registry import get
+
+    learner = get("gddpg").make_config(warmup_steps=10, batch_size=16, actor_batch_size=8, **SMALL)
+    validation = DenoiseValidation(problem, 2, selection_states=3)
+    return validation, train_learner_run(problem, "gddpg", 1, 60, tmp_path / name, eval_every=20, eval_states=2,
+                                         learner_config=learner, validation=validation, select_best=True, **kwargs)
+
+
+def test_select_best_keeps_the_policy_of_the_best_selection_score_on_training_users(problem, tmp_path):
+    from provisioning.agents.registry import get
+    from provisioning.evaluation import sampling_seed
+
+    validation, result = _selecting_run(problem, tmp_path, "run")
+    train_names = {u.name for u in problem.train_users}
+    assert validation.selection_states and all({u.name for u in s.users} <= train_names for s in validation.selection_states)
+    scores = [c["selection_fraction"] for c in result.curve]
+    assert len(scores) == 3 and result.best["step"] == result.curve[int(np.argmax(scores))]["step"]
+    assert result.best["selection_fraction"] == pytest.approx(max(scores))
+    kept = get("gddpg").load_policy(result.best_dir, seed=sampling_seed(1))
+    again = validation.evaluate(kept)  # the kept file acts as the evaluated policy did
+    assert again.selection_fraction == pytest.approx(result.best["selection_fraction"], abs=1e-12)
+    assert json.loads((result.run_dir / "result.json").read_text())["best"] == result.best
+
+
+def test_select_best_survives_an_interrupted_run(problem, tmp_path, monkeypatch):
+    _, reference = _selecting_run(problem, tmp_path, "reference")
+    calls = {"n": 0}
+    original = DenoiseEnv.step
+
+    def step_then_signal(self, action):
+        calls["n"] += 1
+        if calls["n"] == 45:  # after the evaluations at 20 and 40
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(self, action)
+
+    monkeypatch.setattr(DenoiseEnv, "step", step_then_signal)
+    with pytest.raises(KeyboardInterrupt):
+        _selecting_run(problem, tmp_path, "interrupted")
+    assert json.loads((tmp_path / "interrupted" / "progress.json").read_text())["best"]["step"] in (20, 40)
+    monkeypatch.setattr(DenoiseEnv, "step", original)
+    _, resumed = _selecting_run(problem, tmp_path, "interrupted", resume=True)
+    assert resumed.best == reference.best
+    for key, value in _actor(tmp_path / "reference" / "best").items():
+        torch.testing.assert_close(value, _actor(tmp_path / "interrupted" / "best")[key], rtol=0, atol=0)
+
+
+def test_a_comparison_with_select_best_scores_the_kept_policy(problem, tmp_path):
+    from provisioning.denoising.runs import CompareConfig, compare
+
+    cfg = CompareConfig(policies=("gddpg",), seeds=1, train_steps=24, held_out_states=2, warmup_steps=6,
+                        eval_every=12, eval_states=2, select_best=True, selection_states=2)
+    result = compare(problem, cfg, tmp_path / "runs")
+    row = result["policies"]["gddpg"]
+    assert row["selected"][0]["step"] in (12, 24) and "selection_fraction" in row["curves"][0][0]
+    assert result["model_selection"]["selection_states"] == 2
+    assert (tmp_path / "runs" / "gddpg" / "seed_0" / "best" / "policy.safetensors").is_file()
