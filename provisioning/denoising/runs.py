@@ -75,6 +75,9 @@ class PolicyScores:
     """Per seed (learners): ``[{step, reward, fraction_of_optimum, sum_qoe}]``."""
     selected: list = field(default_factory=list)
     """Per seed (learners, ``select_best``): ``{step, selection_fraction}`` of the policy scored."""
+    last_policy_reward: list = field(default_factory=list)
+    """Per seed (learners, ``select_best``): the LAST policy's mean reward on the same states,
+    so that what the selection changed is reported next to it."""
 
 
 def decision_record(alloc, result) -> dict:
@@ -93,13 +96,15 @@ def _curve(train_result) -> list[dict]:
 
 def _policy_for(problem: DenoiseProblem, name: str, seed: int, cfg: CompareConfig, runs_dir: Path | None,
                 validation, record: PolicyScores, progress):
-    """The acting policy of ``name`` for ``seed`` (training or resuming a learner's run)."""
+    """The acting policy of ``name`` for ``seed`` (training or resuming a learner's run), and with
+    ``select_best`` the run's last policy too (else None)."""
     from provisioning.agents.registry import get
     from provisioning.evaluation import sampling_seed
 
     if name == "random":
-        return UniformRandomPolicy(1 + 2 * problem.config.devices, seed)
+        return UniformRandomPolicy(1 + 2 * problem.config.devices, seed), None
     progress(f"training {name} seed {seed} ({cfg.train_steps} steps)")
+
     def train_and_load(run_dir, resume):
         from market.errors import UserError
 
@@ -109,20 +114,21 @@ def _policy_for(problem: DenoiseProblem, name: str, seed: int, cfg: CompareConfi
         if cfg.select_best and result.best_dir is None:
             raise UserError(f"{result.run_dir}: this run kept no best policy (trained without model selection); "
                             "use another --runs folder")
-        if cfg.select_best:
-            record.selected.append(result.best)
-        return result, get(name).load_policy(result.best_dir if cfg.select_best else result.run_dir,
-                                             seed=sampling_seed(seed))
+        last = get(name).load_policy(result.run_dir, seed=sampling_seed(seed))
+        if not cfg.select_best:
+            return result, last, None
+        record.selected.append(result.best)
+        return result, get(name).load_policy(result.best_dir, seed=sampling_seed(seed)), last
 
     if runs_dir is None:
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
-            result, policy = train_and_load(tmp, False)
+            result, policy, last = train_and_load(tmp, False)
     else:
-        result, policy = train_and_load(runs_dir / name / f"seed_{seed}", True)
+        result, policy, last = train_and_load(runs_dir / name / f"seed_{seed}", True)
     record.curves.append(_curve(result))
-    return policy
+    return policy, last
 
 
 def claims(scores: dict) -> dict:
@@ -174,7 +180,9 @@ def compare(problem: DenoiseProblem, cfg: CompareConfig, runs_dir: str | Path | 
             if name == "optimum":
                 decisions = best
             else:
-                policy = _policy_for(problem, name, seed, cfg, runs_dir, validation, record, progress)
+                policy, last = _policy_for(problem, name, seed, cfg, runs_dir, validation, record, progress)
+                if last is not None:
+                    record.last_policy_reward.append(float(np.mean([decide(problem, last, s)[1].reward for s in states])))
                 decisions = [decide(problem, policy, s) for s in states]
             results = [r for _, r in decisions]
             record.sum_qoe.append(float(np.mean([r.sum_qoe for r in results])))
@@ -189,7 +197,11 @@ def compare(problem: DenoiseProblem, cfg: CompareConfig, runs_dir: str | Path | 
                                      "threshold_violations": record.threshold_violations,
                                      "fraction_of_optimum": fractions},
                         "decisions": record.decisions, "curves": record.curves,
-                        **({"selected": record.selected} if record.selected else {})}
+                        **({"selected": record.selected,
+                            "last_policy": {"what": "the run's last policy on the same states (not the one scored)",
+                                            "reward": spread(record.last_policy_reward),
+                                            "fraction_of_optimum": spread([r / best_reward for r in record.last_policy_reward])
+                                            if best_reward > 0 else None}} if record.selected else {})}
     fixed = best_fixed_allocation(problem.config, problem.table, states)
     fixed_results = [outcome(problem.config, problem.table, s, fixed) for s in states]
     fixed_reward = float(np.mean([r.reward for r in fixed_results]))

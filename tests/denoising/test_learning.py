@@ -176,3 +176,7 @@ def test_a_comparison_with_select_best_scores_the_kept_policy(problem, tmp_path)
     assert row["selected"][0]["step"] in (12, 24) and "selection_fraction" in row["curves"][0][0]
     assert result["model_selection"]["selection_states"] == 2
     assert (tmp_path / "runs" / "gddpg" / "seed_0" / "best" / "policy.safetensors").is_file()
+    last = row["last_policy"]["fraction_of_optimum"]
+    assert last["n"] == 1 and last["mean"] <= 1.0 + 1e-9
+    if row["selected"][0]["step"] == 24:  # the kept policy is the last one: same decisions, same score
+        assert last["mean"] == pytest.approx(row["fraction_of_optimum"]["mean"])
