@@ -162,3 +162,15 @@ def test_finished_run_cannot_be_silently_extended(tmp_path):
     _run(tmp_path, "run", steps=40)
     with pytest.raises(UserError, match="cannot be extended"):
         _run(tmp_path, "run", steps=80, resume=True)
+
+
+def test_keep_best_without_selection_states_keeps_the_best_validation_evaluation(tmp_path):
+    config = TrainConfig(agent="d3pg", total_steps=120, seed=3, eval_every=40, eval_states=8, keep_best=True)
+    result = train(toy_problem(), config, tmp_path / "run", d3pg_config=tiny_d3pg(), progress=False)
+    scores = [c["fraction_of_oracle"] for c in result.curve]
+    assert "selection_fraction" not in result.curve[0]  # the toy validation has no selection states
+    assert result.best["step"] == result.curve[int(np.argmax(scores))]["step"]
+    assert result.best["selection_fraction"] == pytest.approx(max(scores))
+    assert (result.best_dir / "policy.safetensors").is_file() and (tmp_path / "run" / "policy.safetensors").is_file()
+    plain = _run(tmp_path, "plain")
+    assert plain.best is None and plain.best_dir is None and not (tmp_path / "plain" / "best").exists()
