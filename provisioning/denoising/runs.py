@@ -201,7 +201,8 @@ def compare(problem: DenoiseProblem, cfg: CompareConfig, runs_dir: str | Path | 
                             "last_policy": {"what": "the run's last policy on the same states (not the one scored)",
                                             "reward": spread(record.last_policy_reward),
                                             "fraction_of_optimum": spread([r / best_reward for r in record.last_policy_reward])
-                                            if best_reward > 0 else None}} if record.selected else {})}
+                                            if best_reward > 0 else None,
+                                            "per_seed_reward": record.last_policy_reward}} if record.selected else {})}
     fixed = best_fixed_allocation(problem.config, problem.table, states)
     fixed_results = [outcome(problem.config, problem.table, s, fixed) for s in states]
     fixed_reward = float(np.mean([r.reward for r in fixed_results]))
