@@ -421,10 +421,8 @@ def _run(trainer, spec: AgentSpec, config: TrainConfig, run_dir: Path, saved: di
             "wall_seconds": elapsed(), "finished": False, "warnings": warnings, "best": best,
         }, keep=name)
 
-    def keep_if_best(ev) -> dict | None:
+    def keep_if_best(score: float) -> dict | None:
         """Write the current policy to ``best/`` when its selection score beats the kept one's."""
-        selection = getattr(ev, "selection_fraction", None)
-        score = float(ev.fraction_of_oracle if selection is None else selection)
         if not config.keep_best or not math.isfinite(score) or (best is not None and score <= best["selection_fraction"]):
             return best
         (run_dir / "best").mkdir(exist_ok=True)
@@ -446,14 +444,14 @@ def _run(trainer, spec: AgentSpec, config: TrainConfig, run_dir: Path, saved: di
                     checkpoint()
                     guard.stop()
                 ev = validation.evaluate(trainer.validation_policy(), config.agent)
+                selection = getattr(ev, "selection_fraction", None)  # None: select on fraction_of_oracle
                 curve.append({
                     "step": trainer.steps_done, "fraction_of_oracle": ev.fraction_of_oracle,
                     "mean_utility": ev.mean_utility, "mean_trials": ev.mean_trials, "wall_seconds": elapsed(),
                     "seconds_per_step": interval_seconds / max(len(pending), 1), **_mean_metrics(pending),
-                    **({"selection_fraction": ev.selection_fraction}
-                       if getattr(ev, "selection_fraction", None) is not None else {}),
+                    **({"selection_fraction": selection} if selection is not None else {}),
                 })
-                best = keep_if_best(ev)
+                best = keep_if_best(float(ev.fraction_of_oracle if selection is None else selection))
                 bar.set_postfix(frac=f"{ev.fraction_of_oracle:.3f}")
                 pending, interval_seconds = [], 0.0
                 checkpoint()

@@ -194,6 +194,12 @@ def _claim_runs(path, identity: dict, overwrite: bool, command: str):
                                          what=f"`incentive {command}` run"))
 
 
+def _selection_identity(args) -> dict:
+    """The run-folder identity fields of ``--select-best`` (none without it, so that folders made
+    before the option still resume)."""
+    return {"select_best": True, "selection_states": args.selection_states} if args.select_best else {}
+
+
 def _evaluate(args) -> int:
     from market.atomic import atomic_write_json, json_ready
     from provisioning.denoising.runs import CompareConfig, compare
@@ -208,9 +214,7 @@ def _evaluate(args) -> int:
     runs = None
     if args.runs is not None:
         identity = {"problem": problem.identity(), "train_steps": cfg.train_steps, "warmup": cfg.warmup_steps,
-                    "eval_every": cfg.eval_every, "eval_states": cfg.eval_states}
-        if cfg.select_best:  # (absent otherwise, so that folders made before the option still resume)
-            identity.update(select_best=True, selection_states=cfg.selection_states)
+                    "eval_every": cfg.eval_every, "eval_states": cfg.eval_states, **_selection_identity(args)}
         runs = _claim_runs(args.runs, identity, args.overwrite, "denoise evaluate")
     fill = _fill(problem) if args.fill_cache else None
     result = compare(problem, cfg, runs, progress=lambda text: print(text, flush=True))
@@ -243,9 +247,7 @@ def _train(args) -> int:
     from provisioning.denoising.learning import train_learner_run
 
     problem = _setup(args)
-    identity = {"agent": args.policy, "seed": args.seed, "problem": problem.identity()}
-    if args.select_best:
-        identity.update(select_best=True, selection_states=args.selection_states)
+    identity = {"agent": args.policy, "seed": args.seed, "problem": problem.identity(), **_selection_identity(args)}
     run_dir = _claim_runs(args.out, identity, args.overwrite, "denoise train")
     result = train_learner_run(problem, args.policy, args.seed, args.steps, run_dir, resume=args.resume,
                                eval_every=args.eval_every, eval_states=args.eval_states, warmup_steps=args.warmup,

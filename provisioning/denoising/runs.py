@@ -171,6 +171,10 @@ def compare(problem: DenoiseProblem, cfg: CompareConfig, runs_dir: str | Path | 
     states = problem.states(cfg.held_out_states, HELD_OUT_SEED_BASE)
     best = [optimum(problem.config, problem.table, s) for s in states]
     best_reward = float(np.mean([b[1].reward for b in best]))
+
+    def fractions_of(rewards: list) -> list | None:
+        return [r / best_reward for r in rewards] if best_reward > 0 else None
+
     validation = (DenoiseValidation(problem, cfg.eval_states, selection_states=cfg.selection_states if cfg.select_best else 0)
                   if set(cfg.policies) & set(LEARNERS) else None)
     scores = {}
@@ -189,7 +193,7 @@ def compare(problem: DenoiseProblem, cfg: CompareConfig, runs_dir: str | Path | 
             record.reward.append(float(np.mean([r.reward for r in results])))
             record.threshold_violations.append(float(np.mean([r.threshold_violations for r in results])))
             record.decisions.append([decision_record(a, r) for a, r in decisions])
-        fractions = [r / best_reward for r in record.reward] if best_reward > 0 else None
+        fractions = fractions_of(record.reward)
         scores[name] = {"sum_qoe": spread(record.sum_qoe), "reward": spread(record.reward),
                         "fraction_of_optimum": spread(fractions) if fractions is not None else None,
                         "threshold_violations": spread(record.threshold_violations),
@@ -200,7 +204,7 @@ def compare(problem: DenoiseProblem, cfg: CompareConfig, runs_dir: str | Path | 
                         **({"selected": record.selected,
                             "last_policy": {"what": "the run's last policy on the same states (not the one scored)",
                                             "reward": spread(record.last_policy_reward),
-                                            "fraction_of_optimum": spread([r / best_reward for r in record.last_policy_reward])
+                                            "fraction_of_optimum": spread(fractions_of(record.last_policy_reward))
                                             if best_reward > 0 else None,
                                             "per_seed_reward": record.last_policy_reward}} if record.selected else {})}
     fixed = best_fixed_allocation(problem.config, problem.table, states)
