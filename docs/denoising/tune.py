@@ -34,11 +34,13 @@ def main() -> None:
     parser.add_argument("--noise-seeds", type=int, default=32)
     parser.add_argument("--cache", default="runs/denoise-cache")
     parser.add_argument("--users", default="docs/denoising/users.toml")
+    parser.add_argument("--action-decoding", choices=("grid", "within-budgets"), default="grid")
     args = parser.parse_args()
     torch.set_num_threads(1)
     train, _ = load_users(args.users)
     config = DenoiseConfig(t0_grid=(0, 2, 4, 6), tk_grid=(1, 2, 4, 8), ber_levels=(0, 0.005, 0.05, 0.3),
-                           noise_seeds=args.noise_seeds, device_budget=(1.0, 2.0, 4.0, 8.0), server_budget=8.0)
+                           noise_seeds=args.noise_seeds, device_budget=(1.0, 2.0, 4.0, 8.0), server_budget=8.0,
+                           action_decoding=args.action_decoding)
     table = QoETable(config, GenerationCache(SceneBackendGenerator(load_scene_model("scenes-large")), args.cache),
                      load_judge())
     problem = DenoiseProblem(config, train, train, table)  # validation on the training users
@@ -49,7 +51,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as run_dir:
         result = train_learner_run(problem, args.agent, args.seed, args.steps, run_dir, eval_every=1000,
                                    eval_states=24, warmup_steps=500, validation=validation, learner_config=learner)
-    print(args.agent, json.dumps(overrides), "seed", args.seed,
+    print(args.agent, json.dumps(overrides), "seed", args.seed, *(["decoding", args.action_decoding]
+                                                                  if args.action_decoding != "grid" else []),
           "curve", [round(c["fraction_of_oracle"], 3) for c in result.curve], f"{time.process_time() - begin:.0f}s")
 
 

@@ -60,6 +60,9 @@ def _problem_options(p) -> None:
     p.add_argument("--device-budget", type=_numbers(float), default=None,
                    help="E_k values drawn per device per episode, e.g. 1,2,4,8 (default 8)")
     p.add_argument("--server-budget", type=types.number(0, None, low_open=True), default=None, help="E_T (default 20)")
+    p.add_argument("--action-decoding", choices=("grid", "within-budgets"), default=None,
+                   help="grid: each action entry picks its grid value, budgets may break and pay the penalty (the "
+                        "paper; default); within-budgets: the allocation is then moved into the state's budgets")
     p.add_argument("--threads", type=types.count(1, 1024), default=1, help="torch CPU threads (default 1)")
 
 
@@ -156,6 +159,7 @@ def _setup(args):
     grid = {name: value for name, value in (("t0_grid", args.t0_grid), ("tk_grid", args.tk_grid),
                                              ("ber_levels", args.ber_levels), ("noise_seeds", args.noise_seeds),
                                              ("qoe_of_allocation", args.qoe),
+                                             ("action_decoding", args.action_decoding),
                                              ("device_budget", args.device_budget), ("server_budget", args.server_budget))
             if value is not None}
     config = DenoiseConfig(devices=args.devices, **grid)

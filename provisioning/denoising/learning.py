@@ -64,7 +64,10 @@ class DenoiseProblem:
         """``denoise:<generator identity>:<digest of the constants and users>``."""
         users = [[u.name, u.prompt, list(u.personality.vector())] for u in self.train_users + [None] + self.test_users
                  if u is not None] + [len(self.train_users)]
-        text = json.dumps({"config": asdict(self.config), "users": users}, sort_keys=True, default=list)
+        config = asdict(self.config)
+        if config["action_decoding"] == "grid":  # the default leaves the digest of older run folders as it was
+            del config["action_decoding"]
+        text = json.dumps({"config": config, "users": users}, sort_keys=True, default=list)
         return f"denoise:{self.table.cache.generator.identity}:{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
     def make_env(self, seed: int | None = None) -> DenoiseEnv:
@@ -95,7 +98,7 @@ class UniformRandomPolicy:
 def decide(problem: DenoiseProblem, policy, state: DenoiseState):
     """``(allocation, outcome)`` of ``policy`` in ``state`` (asked with a batch of one)."""
     action = np.asarray(policy.act(observation(problem.config, state)[None], [state]))[0]
-    alloc = decode_action(problem.config, action)
+    alloc = decode_action(problem.config, action, state)
     return alloc, outcome(problem.config, problem.table, state, alloc)
 
 

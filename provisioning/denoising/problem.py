@@ -24,7 +24,8 @@ Choices the paper leaves open (``docs/denoising.md``):
 - each device's budget ``E_k`` is drawn per episode from ``device_budget`` (part of the state).
 
 Environment: one decision per episode (a contextual bandit), action ``[-1, 1]^(1 + 2K)`` decoded
-to grid indices of ``t0``, each ``t_k`` and each power level (every action is on the grid).
+to grid indices of ``t0``, each ``t_k`` and each power level (every action is on the grid; with
+``action_decoding = "within-budgets"`` also within the state's budgets, :func:`within_budgets`).
 Observation (eq. (26)): per user the five traits, per-attribute agreement of its prompt with the
 server prompt, ``delta_k``, ``E_k``, ``g_k`` in dB (scaled); then ``delta_0``, ``E_T``, ``Q_th``.
 The exact optimum (:func:`optimum`) enumerates the whole grid: the reward separates over devices
@@ -59,6 +60,8 @@ class User:
 
 #: The ways a device's QoE of an allocation is measured (:attr:`DenoiseConfig.qoe_of_allocation`).
 QOE_OF_ALLOCATION = ("mean", "one-image")
+#: The ways an action is decoded to an allocation (:attr:`DenoiseConfig.action_decoding`).
+ACTION_DECODINGS = ("grid", "within-budgets")
 
 
 @dataclass
@@ -105,6 +108,13 @@ class DenoiseConfig:
     policy cannot see). ``"one-image"``: the QoE of the one image generated with the state's
     noise seed, as in the paper (one generation per decision); the seed is not part of the
     observation, so the optimum then exploits noise no policy can observe."""
+    action_decoding: str = "grid"
+    """How an action becomes an allocation (:func:`decode_action`). ``"grid"``: each entry picks its
+    grid value independently, so an action may break a budget and pay eq. (27)'s penalty (the
+    paper). ``"within-budgets"``: the same, then projected into the budgets of the state (each
+    ``t_k`` lowered to the most steps ``E_k`` allows; powers, then ``t0``, lowered until (24)
+    holds), so every action is a feasible allocation, as in the provisioning environment
+    (``provisioning.env``); a feasible action decodes as under ``"grid"``."""
 
     def validate(self) -> None:
         """Raise a one-line UserError naming the first bad grid (as its command-line option)."""
@@ -121,6 +131,8 @@ class DenoiseConfig:
             raise UserError(f"--device-budget {','.join(map(str, self.device_budget))}: need positive numbers")
         if self.qoe_of_allocation not in QOE_OF_ALLOCATION:
             raise UserError(f"--qoe {self.qoe_of_allocation}: choose one of {', '.join(QOE_OF_ALLOCATION)}")
+        if self.action_decoding not in ACTION_DECODINGS:
+            raise UserError(f"--action-decoding {self.action_decoding}: choose one of {', '.join(ACTION_DECODINGS)}")
 
 
 @dataclass
@@ -388,17 +400,59 @@ def best_fixed_allocation(config: DenoiseConfig, table: QoETable, states: list) 
     return best[1]
 
 
-def decode_action(config: DenoiseConfig, action) -> Allocation:
-    """``[-1, 1]^(1 + 2K)`` -> grid indices (bins of equal width; every action is legal)."""
+def decode_action(config: DenoiseConfig, action, state: DenoiseState | None = None) -> Allocation:
+    """``[-1, 1]^(1 + 2K)`` -> grid indices (bins of equal width; every action is legal).
+
+    With ``config.action_decoding == "within-budgets"`` the allocation is then moved into the
+    budgets of ``state`` (required) by :func:`within_budgets`.
+    """
     a = np.clip(np.asarray(action, dtype=float).ravel(), -1.0, 1.0)
     K = config.devices
 
     def index(x: float, n: int) -> int:
         return int(min(n - 1, np.floor((x + 1.0) / 2.0 * n)))
 
-    return Allocation(index(a[0], len(config.t0_grid)),
-                      tuple(index(a[1 + k], len(config.tk_grid)) for k in range(K)),
-                      tuple(index(a[1 + K + k], len(config.power_levels_dbw)) for k in range(K)))
+    alloc = Allocation(index(a[0], len(config.t0_grid)),
+                       tuple(index(a[1 + k], len(config.tk_grid)) for k in range(K)),
+                       tuple(index(a[1 + K + k], len(config.power_levels_dbw)) for k in range(K)))
+    if config.action_decoding == "grid":
+        return alloc
+    if state is None:
+        raise ValueError("decoding within budgets needs the state (its E_k and gains)")
+    return within_budgets(config, state, alloc)
+
+
+def within_budgets(config: DenoiseConfig, state: DenoiseState, alloc: Allocation) -> Allocation:
+    """``alloc`` moved into the budgets of ``state``; a feasible allocation is returned unchanged.
+
+    Each ``t_k`` is lowered to the largest grid value with ``delta_k t_k <= E_k`` (the smallest
+    if none fits). While (24) fails, the highest power level is lowered by one (of equal
+    levels, that of the link with the largest gain ``g_k``, whose BER suffers least); when all
+    powers are at the lowest level, ``t0`` is lowered. What is left over budget, if even the
+    least of everything breaks (24), pays the penalty as under ``"grid"``.
+    """
+    steps = np.asarray(config.tk_grid, dtype=float)
+    tk_index = []
+    for k, i in enumerate(alloc.tk_index):
+        fits = np.flatnonzero(config.device_energy_per_step * steps[:i + 1] <= state.device_budget[k] + 1e-9)
+        tk_index.append(int(fits[-1]) if fits.size else 0)
+    t0_index, power_index = alloc.t0_index, list(alloc.power_index)
+    levels = config.power_levels_dbw
+
+    def over() -> bool:
+        energy = (config.server_energy_per_step * config.t0_grid[t0_index]
+                  + config.power_energy * sum(levels[p] for p in power_index))
+        return energy > config.server_budget + 1e-9
+
+    while over():
+        if max(power_index) > 0:
+            k = max(range(config.devices), key=lambda j: (power_index[j], state.gain_db[j]))
+            power_index[k] -= 1
+        elif t0_index > 0:
+            t0_index -= 1
+        else:
+            break
+    return Allocation(t0_index, tuple(tk_index), tuple(power_index))
 
 
 def encode_allocation(config: DenoiseConfig, alloc: Allocation) -> np.ndarray:
@@ -467,7 +521,7 @@ class DenoiseEnv(gym.Env):
         return observation(self.config, self.state), {}
 
     def step(self, action):
-        result = outcome(self.config, self.table, self.state, decode_action(self.config, action))
+        result = outcome(self.config, self.table, self.state, decode_action(self.config, action, self.state))
         info = {"sum_qoe": result.sum_qoe, "threshold_violations": result.threshold_violations,
                 "t0": result.t0, "mean_tk": float(result.tk.mean()), "mean_power_dbw": float(result.power_dbw.mean()),
                 "mean_ber": float(result.ber.mean()), "server_excess": result.server_excess,

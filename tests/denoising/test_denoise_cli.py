@@ -96,3 +96,19 @@ def test_bad_budget_is_a_one_line_error(capsys, option, value):
     assert main(["denoise", "cache", "--generator", "render", option, value]) == 2
     err = capsys.readouterr().err.strip()
     assert option in err and "\n" not in err and "Traceback" not in err
+
+
+def test_train_within_budgets_is_its_own_run_and_a_bad_choice_is_one_line(tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["denoise", "train", "--generator", "render", "--cache", str(tmp_path / "cache"), "--devices", "2",
+            "--t0-grid", "0,2", "--tk-grid", "2,4", "--noise-seeds", "1", "--steps", "8", "--warmup", "2",
+            "--device-budget", "2,4", "--eval-every", "4", "--eval-states", "1", "--no-progress", "--out", str(run)]
+    assert main(argv + ["--action-decoding", "within-budgets"]) == 0
+    assert json.loads((run / "result.json").read_text())["steps_done"] == 8
+    capsys.readouterr()
+    assert main(argv + ["--resume"]) == 2  # made with the other decoding: another problem, not resumed
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "problem" in err
+    assert main(argv + ["--action-decoding", "clip"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--action-decoding" in err and "Traceback" not in err

@@ -180,3 +180,21 @@ def test_a_comparison_with_select_best_scores_the_kept_policy(problem, tmp_path)
     assert last["n"] == 1 and last["mean"] <= 1.0 + 1e-9
     if row["selected"][0]["step"] == 24:  # the kept policy is the last one: same decisions, same score
         assert last["mean"] == pytest.approx(row["fraction_of_optimum"]["mean"])
+
+
+def test_problem_identity_keeps_older_run_folders_and_tells_the_decodings_apart(tiny):
+    import hashlib
+    import json
+    from dataclasses import asdict, replace
+
+    from provisioning.denoising.learning import DenoiseProblem
+
+    config, users, table, _ = tiny
+    grid = DenoiseProblem(config, users[:2], users[2:], table)
+    within = DenoiseProblem(replace(config, action_decoding="within-budgets"), users[:2], users[2:], table)
+    assert grid.identity() != within.identity()
+    # the default decoding is not part of the digest, so folders made before the option still resume
+    older = {k: v for k, v in asdict(config).items() if k != "action_decoding"}
+    people = [[u.name, u.prompt, list(u.personality.vector())] for u in users] + [2]
+    digest = hashlib.sha256(json.dumps({"config": older, "users": people}, sort_keys=True, default=list).encode())
+    assert grid.identity().endswith(digest.hexdigest()[:12])

@@ -139,3 +139,62 @@ def test_split_half_ceiling_scores_the_halves_against_each_other(tiny):
     assert ceiling["seeds_per_half"] == 2 and ceiling["per_half"][0] == pytest.approx(expected)
     assert all(f <= 1 + 1e-9 for f in ceiling["per_half"])  # an optimum is never beaten on its own seeds
     assert split_half_ceiling(replace(config, qoe_of_allocation="one-image"), table, states) is None
+
+
+def _budgeted(tiny, server_budget=5.0):
+    from dataclasses import replace
+
+    config, users, table, _ = tiny
+    return replace(config, device_budget=(2.0, 6.0, 9.0), server_budget=server_budget,
+                   action_decoding="within-budgets"), users, table
+
+
+def test_decoding_within_budgets_is_feasible_and_leaves_feasible_allocations_alone(tiny):
+    from dataclasses import replace
+
+    config, users, table = _budgeted(tiny)
+    grid = [Allocation(i0, tks, ps) for i0, tks, ps in itertools.product(
+        range(3), itertools.product(range(3), repeat=2), itertools.product(range(2), repeat=2))]
+    plain = replace(config, action_decoding="grid")
+    for seed in range(4):
+        state = draw_state(config, users, seed)
+        changed = 0
+        for alloc in grid:
+            action = encode_allocation(config, alloc)
+            assert decode_action(plain, action, state) == decode_action(plain, action) == alloc
+            decoded = decode_action(config, action, state)
+            result = outcome(plain, table, state, decoded)
+            assert result.server_excess == 0 and result.device_excess.sum() == 0
+            feasible = outcome(plain, table, state, alloc)
+            if feasible.server_excess == 0 and feasible.device_excess.sum() == 0:
+                assert decoded == alloc
+            else:
+                changed += 1
+        assert changed > 0  # the budgets bind in these states, so the projection was exercised
+        best, _ = optimum(plain, table, state)
+        assert decode_action(config, encode_allocation(config, best), state) == best  # the optimum is reachable
+    with pytest.raises(ValueError, match="needs the state"):
+        decode_action(config, np.zeros(5))
+
+
+def test_decoding_within_budgets_lowers_the_best_links_power_first_then_t0(tiny):
+    config, users, table = _budgeted(tiny, server_budget=4.0)
+    state = draw_state(config, users, 0)
+    state.gain_db = np.array([-10.0, -5.0])
+    state.device_budget = np.array([9.0, 9.0])
+    # t0 = 2 at (24, 24) dBW: 1 + 4.8 > 4; lowering the better link (device 1) to 6 dBW gives 4.0
+    assert decode_action(config, encode_allocation(config, Allocation(1, (2, 2), (1, 1))), state) == Allocation(1, (2, 2), (1, 0))
+    # t0 = 6 does not fit even at the lowest powers (3 + 1.2 > 4): t0 drops to 2
+    assert decode_action(config, encode_allocation(config, Allocation(2, (2, 2), (0, 0))), state) == Allocation(1, (2, 2), (0, 0))
+
+
+def test_environment_within_budgets_never_pays_a_budget_penalty(tiny):
+    config, users, table = _budgeted(tiny)
+    env = DenoiseEnv(config, users, table, seed=0)
+    env.action_space.seed(0)
+    for episode in range(12):
+        env.reset(seed=episode)
+        _, _, _, _, info = env.step(env.action_space.sample())
+        assert info["server_excess"] == 0 and info["device_excess"] == 0
+    with pytest.raises(Exception, match="--action-decoding"):
+        type(config)(action_decoding="clip").validate()
