@@ -23,7 +23,7 @@ import json
 
 from incentive import args as types
 
-POLICIES = ("gddpg", "ddpg", "td3", "sac", "random", "optimum")
+POLICIES = ("gddpg", "ddpg", "td3", "sac", "random", "local", "optimum")
 LEARNERS = POLICIES[:4]
 
 

@@ -33,7 +33,7 @@ from .problem import User, device_qoe, draw_state, link_ber, reachable_ber_level
 
 #: Policy colours and markers shared by every figure.
 STYLE = {"optimum": ("black", "*"), "gddpg": ("tab:red", "o"), "ddpg": ("tab:blue", "x"), "td3": ("tab:green", "s"),
-         "sac": ("tab:purple", "^"), "random": ("tab:grey", "d")}
+         "sac": ("tab:purple", "^"), "random": ("tab:grey", "d"), "local": ("tab:olive", "v")}
 
 
 def _save(fig, out: Path, name: str, data: dict) -> Path:
@@ -186,7 +186,7 @@ def fig11(evaluation: dict, out: Path) -> Path:
 def fig12(evaluation: dict, out: Path, state_index: int = 0) -> Path:
     """The allocation each policy (seed 0) chooses in held-out state ``state_index``."""
     plt = headless_pyplot()
-    names = [n for n in ("optimum", "gddpg", "ddpg", "td3", "sac", "random") if n in evaluation["policies"]]
+    names = [n for n in ("optimum", "gddpg", "ddpg", "td3", "sac", "random", "local") if n in evaluation["policies"]]
     chosen = {n: evaluation["policies"][n]["decisions"][0][state_index] for n in names}
     devices = len(chosen[names[0]]["tk"])
     fig, (steps_ax, power_ax) = plt.subplots(1, 2, figsize=(9, 3.2), constrained_layout=True)

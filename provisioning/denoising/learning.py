@@ -41,7 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .problem import DenoiseConfig, DenoiseEnv, DenoiseState, QoETable, decode_action, draw_state, observation, optimum, outcome
+from .problem import (Allocation, DenoiseConfig, DenoiseEnv, DenoiseState, QoETable, decode_action, draw_state,
+                      encode_allocation, observation, optimum, outcome, within_budgets)
 
 #: Seeds of the held-out test states (``HELD_OUT_SEED_BASE + i``).
 HELD_OUT_SEED_BASE = 10 ** 9
@@ -93,6 +94,25 @@ class UniformRandomPolicy:
         n = 1 if single else len(observations)
         actions = self.rng.uniform(-1, 1, size=(n, self.action_dim)).astype(np.float32)
         return actions[0] if single else actions
+
+
+class LocalOnlyPolicy:
+    """Every device denoises its own prompt alone: no server steps (the fewest on the grid), each
+    device the most steps its budget ``E_k`` allows, the lowest power (nothing is sent). A rule,
+    not a learner: the baseline of not sharing denoising at all. Reads the states (the budgets),
+    as the optimum does; the Policy protocol."""
+
+    name = "local"
+
+    def __init__(self, config: DenoiseConfig):
+        self.config = config
+
+    def allocation(self, state: DenoiseState) -> Allocation:
+        most = Allocation(0, (len(self.config.tk_grid) - 1,) * self.config.devices, (0,) * self.config.devices)
+        return within_budgets(self.config, state, most)
+
+    def act(self, observations, states) -> np.ndarray:
+        return np.stack([encode_allocation(self.config, self.allocation(s)) for s in states])
 
 
 def decide(problem: DenoiseProblem, policy, state: DenoiseState):

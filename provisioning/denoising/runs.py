@@ -2,7 +2,7 @@
 
 What this module is for: the steps of a comparison, on typed records. For each policy name
 (``gddpg``, ``ddpg``, ``td3``, ``sac`` from :mod:`provisioning.agents.registry`; ``random``;
-``optimum`` by enumeration) and each seed:
+``local``, the rule of no server steps and full device budgets; ``optimum`` by enumeration) and each seed:
 
 1. learners: train on the training users' states through the shared scaffolding
    (:func:`.learning.train_learner_run`: one resumable run folder ``<runs>/<policy>/seed_<s>``,
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .learning import (
-    HELD_OUT_SEED_BASE, DenoiseProblem, DenoiseValidation, UniformRandomPolicy, decide, learner_overrides,
+    HELD_OUT_SEED_BASE, DenoiseProblem, DenoiseValidation, LocalOnlyPolicy, UniformRandomPolicy, decide, learner_overrides,
     train_learner_run,
 )
 from .problem import best_fixed_allocation, optimum, outcome, split_half_ceiling
@@ -39,7 +39,9 @@ from .problem import best_fixed_allocation, optimum, outcome, split_half_ceiling
 __all__ = ["LEARNERS", "POLICIES", "CompareConfig", "compare", "learner_overrides", "HELD_OUT_SEED_BASE"]
 
 LEARNERS = ("gddpg", "ddpg", "td3", "sac")
-POLICIES = LEARNERS + ("random", "optimum")
+POLICIES = LEARNERS + ("random", "local", "optimum")
+#: Policies that do not depend on a seed (scored once).
+DETERMINISTIC = ("local", "optimum")
 
 
 @dataclass
@@ -103,6 +105,8 @@ def _policy_for(problem: DenoiseProblem, name: str, seed: int, cfg: CompareConfi
 
     if name == "random":
         return UniformRandomPolicy(1 + 2 * problem.config.devices, seed), None
+    if name == "local":
+        return LocalOnlyPolicy(problem.config), None
     progress(f"training {name} seed {seed} ({cfg.train_steps} steps)")
 
     def train_and_load(run_dir, resume):
@@ -180,7 +184,7 @@ def compare(problem: DenoiseProblem, cfg: CompareConfig, runs_dir: str | Path | 
     scores = {}
     for name in cfg.policies:
         record = PolicyScores(name)
-        for seed in range(cfg.seeds if name != "optimum" else 1):
+        for seed in range(cfg.seeds if name not in DETERMINISTIC else 1):
             if name == "optimum":
                 decisions = best
             else:
@@ -211,7 +215,10 @@ def compare(problem: DenoiseProblem, cfg: CompareConfig, runs_dir: str | Path | 
     fixed_results = [outcome(problem.config, problem.table, s, fixed) for s in states]
     fixed_reward = float(np.mean([r.reward for r in fixed_results]))
     reference = {"what": "the one allocation with the best total reward over the held-out states, chosen in "
-                         "hindsight: the most a policy that ignores the state can reach",
+                         "hindsight: the most a policy that ignores the state can reach"
+                         + ("" if problem.config.action_decoding == "grid" else
+                            " (one allocation; under within-budgets decoding one fixed ACTION adapts to the budgets, "
+                            "like the local policy)"),
                  "sum_qoe": float(np.mean([r.sum_qoe for r in fixed_results])), "reward": fixed_reward,
                  "fraction_of_optimum": fixed_reward / best_reward if best_reward > 0 else None,
                  "threshold_violations": float(np.mean([r.threshold_violations for r in fixed_results])),

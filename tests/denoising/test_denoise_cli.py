@@ -40,12 +40,12 @@ def test_tiny_evaluate_writes_every_requested_policy(tmp_path, capsys):
                     + USER.format(name="c", what="blue box", agreeableness=0.5, held="true"))
     out = tmp_path / "result.json"
     code = main(["denoise", "evaluate", "--personalities", str(path), "--generator", "render", "--devices", "2",
-                 "--cache", str(tmp_path / "cache"), "--seeds", "2", "--states", "2", "--policy", "random", "optimum",
+                 "--cache", str(tmp_path / "cache"), "--seeds", "2", "--states", "2", "--policy", "random", "local", "optimum",
                  "--out", str(out)])
     assert code == 0
     result = json.loads(out.read_text())
     assert result["provisional"] is True and result["held_out_users"] == ["c"]
-    for name in ("random", "optimum"):
+    for name in ("random", "local", "optimum"):
         row = result["policies"][name]
         assert {"sum_qoe", "fraction_of_optimum", "threshold_violations"} <= set(row)
     assert result["policies"]["random"]["sum_qoe"]["n"] == 2

@@ -198,3 +198,22 @@ def test_problem_identity_keeps_older_run_folders_and_tells_the_decodings_apart(
     people = [[u.name, u.prompt, list(u.personality.vector())] for u in users] + [2]
     digest = hashlib.sha256(json.dumps({"config": older, "users": people}, sort_keys=True, default=list).encode())
     assert grid.identity().endswith(digest.hexdigest()[:12])
+
+
+def test_local_policy_runs_every_device_to_its_budget_without_server_steps(tiny):
+    from dataclasses import replace
+
+    from provisioning.denoising.learning import LocalOnlyPolicy, decide
+    from provisioning.denoising.runs import CompareConfig, compare
+
+    config, users, table, _ = tiny
+    config = replace(config, device_budget=(2.0, 6.0, 9.0))
+    problem = DenoiseProblem(config, users[:2], users[2:], table)
+    for seed in range(6):
+        state = draw_state(config, users, seed)
+        alloc, result = decide(problem, LocalOnlyPolicy(config), state)
+        assert result.t0 == 0 and result.tk.tolist() == state.device_budget.tolist()  # budgets sit on the t_k grid here
+        assert alloc.power_index == (0, 0) and result.device_excess.sum() == 0
+    report = compare(problem, CompareConfig(policies=("local", "optimum"), seeds=3, held_out_states=3))
+    local = report["policies"]["local"]
+    assert local["reward"]["n"] == 1 and local["fraction_of_optimum"]["mean"] <= 1 + 1e-9
