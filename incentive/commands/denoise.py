@@ -205,6 +205,8 @@ def _selection_identity(args) -> dict:
 
 
 def _evaluate(args) -> int:
+    from dataclasses import asdict
+
     from market.atomic import atomic_write_json, json_ready
     from provisioning.denoising.runs import CompareConfig, compare
 
@@ -223,7 +225,7 @@ def _evaluate(args) -> int:
     fill = _fill(problem) if args.fill_cache else None
     result = compare(problem, cfg, runs, progress=lambda text: print(text, flush=True))
     result = json_ready({"generator": problem.table.cache.generator.identity, "problem": problem.identity(),
-                         "provisional": args.generator == "render",
+                         "constants": asdict(problem.config), "provisional": args.generator == "render",
                          "note": ("rendering test double: checks the plumbing, not a result" if args.generator == "render"
                                   else "scene generator: read its card before reading these numbers"),
                          "held_out_users": [u.name for u in problem.test_users], "cache_fill": fill, **result})

@@ -45,6 +45,7 @@ def test_tiny_evaluate_writes_every_requested_policy(tmp_path, capsys):
     assert code == 0
     result = json.loads(out.read_text())
     assert result["provisional"] is True and result["held_out_users"] == ["c"]
+    assert result["constants"]["devices"] == 2 and result["constants"]["action_decoding"] == "grid"
     for name in ("random", "local", "optimum"):
         row = result["policies"][name]
         assert {"sum_qoe", "fraction_of_optimum", "threshold_violations"} <= set(row)
