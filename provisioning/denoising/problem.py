@@ -306,6 +306,12 @@ class Outcome:
         return int((self.threshold_shortfall > 0).sum())
 
 
+def server_excess(config: DenoiseConfig, t0: int, power_dbw) -> float:
+    """Eq. (24)'s excess ``max(0, delta_0 t0 + beta sum_k P_k - E_T)`` (energy units; ``power_dbw`` in dBW)."""
+    energy = config.server_energy_per_step * t0 + config.power_energy * float(sum(power_dbw))
+    return max(0.0, energy - config.server_budget)
+
+
 def outcome(config: DenoiseConfig, table: QoETable, state: DenoiseState, alloc: Allocation, seeds=None) -> Outcome:
     """Eq. (27) for one allocation (``seeds``: see :func:`device_qoe`)."""
     t0 = int(config.t0_grid[alloc.t0_index])
@@ -315,10 +321,10 @@ def outcome(config: DenoiseConfig, table: QoETable, state: DenoiseState, alloc: 
     qoe = device_qoe(config, table, state, [(k, t0, tk[k], ber[k]) for k in range(config.devices)], seeds)
     device_excess = np.maximum(0.0, config.device_energy_per_step * tk - state.device_budget)
     shortfall = np.maximum(0.0, config.qoe_threshold - qoe)
-    server_excess = max(0.0, config.server_energy_per_step * t0 + config.power_energy * power.sum() - config.server_budget)
+    over_server = server_excess(config, t0, power)
     reward = (qoe.sum() - config.penalty_device * device_excess.sum() - config.penalty_threshold * shortfall.sum()
-              - config.penalty_server * server_excess)
-    return Outcome(float(reward), qoe, t0, tk, power, ber, device_excess, shortfall, server_excess,
+              - config.penalty_server * over_server)
+    return Outcome(float(reward), qoe, t0, tk, power, ber, device_excess, shortfall, over_server,
                    np.asarray(state.device_budget, dtype=float))
 
 
@@ -342,9 +348,8 @@ def _best_over_powers(config: DenoiseConfig, values: np.ndarray, t0: int, weight
     part, arg = values.max(axis=2), values.argmax(axis=2)
     best = None
     for powers in itertools.product(range(len(config.power_levels_dbw)), repeat=config.devices):
-        total = sum(part[k, p] for k, p in enumerate(powers)) - weight * config.penalty_server * max(
-            0.0, config.server_energy_per_step * t0
-            + config.power_energy * sum(config.power_levels_dbw[p] for p in powers) - config.server_budget)
+        total = sum(part[k, p] for k, p in enumerate(powers)) - weight * config.penalty_server * server_excess(
+            config, t0, [config.power_levels_dbw[p] for p in powers])
         if best is None or total > best[0] + 1e-12:
             best = (total, tuple(int(arg[k, p]) for k, p in enumerate(powers)), tuple(powers))
     return best
@@ -437,12 +442,9 @@ def within_budgets(config: DenoiseConfig, state: DenoiseState, alloc: Allocation
         fits = np.flatnonzero(config.device_energy_per_step * steps[:i + 1] <= state.device_budget[k] + 1e-9)
         tk_index.append(int(fits[-1]) if fits.size else 0)
     t0_index, power_index = alloc.t0_index, list(alloc.power_index)
-    levels = config.power_levels_dbw
 
     def over() -> bool:
-        energy = (config.server_energy_per_step * config.t0_grid[t0_index]
-                  + config.power_energy * sum(levels[p] for p in power_index))
-        return energy > config.server_budget + 1e-9
+        return server_excess(config, config.t0_grid[t0_index], [config.power_levels_dbw[p] for p in power_index]) > 1e-9
 
     while over():
         if max(power_index) > 0:
