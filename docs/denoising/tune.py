@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--noise-seeds", type=int, default=32)
     parser.add_argument("--cache", default="runs/denoise-cache")
     parser.add_argument("--users", default="docs/denoising/users.toml")
-    parser.add_argument("--action-decoding", choices=("grid", "within-budgets"), default="grid")
+    parser.add_argument("--action-decoding", choices=("grid", "within-budgets", "server-steps"), default="grid")
     args = parser.parse_args()
     torch.set_num_threads(1)
     train, _ = load_users(args.users)

@@ -60,9 +60,11 @@ def _problem_options(p) -> None:
     p.add_argument("--device-budget", type=_numbers(float), default=None,
                    help="E_k values drawn per device per episode, e.g. 1,2,4,8 (default 8)")
     p.add_argument("--server-budget", type=types.number(0, None, low_open=True), default=None, help="E_T (default 20)")
-    p.add_argument("--action-decoding", choices=("grid", "within-budgets"), default=None,
+    p.add_argument("--action-decoding", choices=("grid", "within-budgets", "server-steps"), default=None,
                    help="grid: each action entry picks its grid value, budgets may break and pay the penalty (the "
-                        "paper; default); within-budgets: the allocation is then moved into the state's budgets")
+                        "paper; default); within-budgets: the allocation is then moved into the state's budgets; "
+                        "server-steps: the action picks t0 only, every device runs the most steps its budget allows "
+                        "at the highest power the server budget leaves")
     p.add_argument("--threads", type=types.count(1, 1024), default=1, help="torch CPU threads (default 1)")
 
 

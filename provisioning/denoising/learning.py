@@ -41,8 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .problem import (Allocation, DenoiseConfig, DenoiseEnv, DenoiseState, QoETable, decode_action, draw_state,
-                      encode_allocation, observation, optimum, outcome, within_budgets)
+from .problem import (Allocation, DenoiseConfig, DenoiseEnv, DenoiseState, QoETable, action_dim, decode_action,
+                      draw_state, encode_allocation, observation, optimum, outcome, within_budgets)
 
 #: Seeds of the held-out test states (``HELD_OUT_SEED_BASE + i``).
 HELD_OUT_SEED_BASE = 10 ** 9
@@ -181,7 +181,7 @@ def provisioning_problem(problem: DenoiseProblem):
     return ProvisioningProblem(
         name=problem.identity(), make_env=problem.make_env,
         oracle_utility=lambda state: optimum(problem.config, problem.table, state)[1].reward,
-        make_static=no_static, make_random=lambda seed: UniformRandomPolicy(1 + 2 * problem.config.devices, seed),
+        make_static=no_static, make_random=lambda seed: UniformRandomPolicy(action_dim(problem.config), seed),
         scenario_path=None)
 
 

@@ -26,6 +26,8 @@ Choices the paper leaves open (``docs/denoising.md``):
 Environment: one decision per episode (a contextual bandit), action ``[-1, 1]^(1 + 2K)`` decoded
 to grid indices of ``t0``, each ``t_k`` and each power level (every action is on the grid; with
 ``action_decoding = "within-budgets"`` also within the state's budgets, :func:`within_budgets`).
+With ``action_decoding = "server-steps"`` the action is ``[-1, 1]^1``: it picks ``t0`` only, and
+the devices' part follows a rule (:func:`server_steps_allocation`).
 Observation (eq. (26)): per user the five traits, per-attribute agreement of its prompt with the
 server prompt, ``delta_k``, ``E_k``, ``g_k`` in dB (scaled); then ``delta_0``, ``E_T``, ``Q_th``.
 The exact optimum (:func:`optimum`) enumerates the whole grid: the reward separates over devices
@@ -61,7 +63,7 @@ class User:
 #: The ways a device's QoE of an allocation is measured (:attr:`DenoiseConfig.qoe_of_allocation`).
 QOE_OF_ALLOCATION = ("mean", "one-image")
 #: The ways an action is decoded to an allocation (:attr:`DenoiseConfig.action_decoding`).
-ACTION_DECODINGS = ("grid", "within-budgets")
+ACTION_DECODINGS = ("grid", "within-budgets", "server-steps")
 
 
 @dataclass
@@ -114,7 +116,11 @@ class DenoiseConfig:
     paper). ``"within-budgets"``: the same, then projected into the budgets of the state (each
     ``t_k`` lowered to the most steps ``E_k`` allows; powers, then ``t0``, lowered until (24)
     holds), so every action is a feasible allocation, as in the provisioning environment
-    (``provisioning.env``); a feasible action decodes as under ``"grid"``."""
+    (``provisioning.env``); a feasible action decodes as under ``"grid"``. ``"server-steps"``: the
+    action is one number, which picks ``t0``; each device then runs the most steps its budget
+    allows, at the highest power (24) leaves when ``t0 > 0`` and the lowest when ``t0 = 0``
+    (nothing is sent) (:func:`server_steps_allocation`). Only those allocations are reachable,
+    so a policy under it can reach less than the exact optimum (which is over the whole grid)."""
 
     def validate(self) -> None:
         """Raise a one-line UserError naming the first bad grid (as its command-line option)."""
@@ -392,6 +398,18 @@ def split_half_ceiling(config: DenoiseConfig, table: QoETable, states: list) -> 
                     "that half's own optimum (mean of both directions)"}
 
 
+def best_reachable(config: DenoiseConfig, table: QoETable, state: DenoiseState) -> tuple[Allocation, Outcome]:
+    """The best allocation an action can decode to in ``state``: the exact optimum, except under
+    ``"server-steps"``, where only :func:`server_steps_allocation` of each ``t0`` is reachable
+    (the ceiling of any policy under that decoding)."""
+    if config.action_decoding != "server-steps":
+        return optimum(config, table, state)
+    allocs = [server_steps_allocation(config, state, i) for i in range(len(config.t0_grid))]
+    results = [outcome(config, table, state, a) for a in allocs]
+    best = int(np.argmax([r.reward for r in results]))
+    return allocs[best], results[best]
+
+
 def best_fixed_allocation(config: DenoiseConfig, table: QoETable, states: list) -> Allocation:
     """The one allocation (per device slot) with the highest total reward over ``states``, chosen
     in hindsight: what a policy that ignores the state could reach at best. Exact by the same
@@ -405,17 +423,28 @@ def best_fixed_allocation(config: DenoiseConfig, table: QoETable, states: list) 
     return best[1]
 
 
+def action_dim(config: DenoiseConfig) -> int:
+    """Length of an action: ``1 + 2K`` (``t0``, each ``t_k``, each power), or 1 under ``"server-steps"``."""
+    return 1 if config.action_decoding == "server-steps" else 1 + 2 * config.devices
+
+
 def decode_action(config: DenoiseConfig, action, state: DenoiseState | None = None) -> Allocation:
     """``[-1, 1]^(1 + 2K)`` -> grid indices (bins of equal width; every action is legal).
 
     With ``config.action_decoding == "within-budgets"`` the allocation is then moved into the
-    budgets of ``state`` (required) by :func:`within_budgets`.
+    budgets of ``state`` (required) by :func:`within_budgets`; with ``"server-steps"`` the action
+    is ``[-1, 1]^1``, its bin is ``t0`` and :func:`server_steps_allocation` does the rest.
     """
     a = np.clip(np.asarray(action, dtype=float).ravel(), -1.0, 1.0)
     K = config.devices
 
     def index(x: float, n: int) -> int:
         return int(min(n - 1, np.floor((x + 1.0) / 2.0 * n)))
+
+    if config.action_decoding == "server-steps":
+        if state is None:
+            raise ValueError("decoding server steps needs the state (its E_k and gains)")
+        return server_steps_allocation(config, state, index(a[0], len(config.t0_grid)))
 
     alloc = Allocation(index(a[0], len(config.t0_grid)),
                        tuple(index(a[1 + k], len(config.tk_grid)) for k in range(K)),
@@ -457,10 +486,27 @@ def within_budgets(config: DenoiseConfig, state: DenoiseState, alloc: Allocation
     return Allocation(t0_index, tuple(tk_index), tuple(power_index))
 
 
+def server_steps_allocation(config: DenoiseConfig, state: DenoiseState, t0_index: int) -> Allocation:
+    """The allocation ``"server-steps"`` decodes ``t0`` (grid index) to, in ``state``.
+
+    Every device runs the most steps its budget ``E_k`` allows. Without server steps nothing is
+    sent: lowest power (the ``local`` rule). With them, every link starts at the highest power
+    and :func:`within_budgets` lowers powers (then ``t0``) until (24) holds: a latent that
+    arrives at a lower BER is worth more to every device, and power costs nothing but budget.
+    """
+    K, top = config.devices, len(config.tk_grid) - 1
+    power = 0 if t0_index == 0 else len(config.power_levels_dbw) - 1
+    return within_budgets(config, state, Allocation(int(t0_index), (top,) * K, (power,) * K))
+
+
 def encode_allocation(config: DenoiseConfig, alloc: Allocation) -> np.ndarray:
-    """The bin centres of an allocation (inverse of :func:`decode_action`)."""
+    """The bin centres of an allocation (inverse of :func:`decode_action`; under ``"server-steps"``
+    only ``t0``'s, which decodes to :func:`server_steps_allocation`, not to ``alloc`` itself)."""
     def centre(i: int, n: int) -> float:
         return 2.0 * (i + 0.5) / n - 1.0
+
+    if config.action_decoding == "server-steps":
+        return np.array([centre(alloc.t0_index, len(config.t0_grid))], dtype=np.float32)
 
     return np.array([centre(alloc.t0_index, len(config.t0_grid))]
                     + [centre(i, len(config.tk_grid)) for i in alloc.tk_index]
@@ -506,7 +552,7 @@ class DenoiseEnv(gym.Env):
     def __init__(self, config: DenoiseConfig, users: list, table: QoETable, seed: int = 0):
         super().__init__()
         self.config, self.users, self.table = config, list(users), table
-        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(1 + 2 * config.devices,), dtype=np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(action_dim(config),), dtype=np.float32)
         from provisioning.backend.scenes import ATTRIBUTES
 
         dim = config.devices * (5 + len(ATTRIBUTES) + 3) + 3

@@ -34,7 +34,7 @@ from .learning import (
     HELD_OUT_SEED_BASE, DenoiseProblem, DenoiseValidation, LocalOnlyPolicy, UniformRandomPolicy, decide, learner_overrides,
     train_learner_run,
 )
-from .problem import best_fixed_allocation, optimum, outcome, split_half_ceiling
+from .problem import action_dim, best_fixed_allocation, best_reachable, optimum, outcome, split_half_ceiling
 
 __all__ = ["LEARNERS", "POLICIES", "CompareConfig", "compare", "learner_overrides", "HELD_OUT_SEED_BASE"]
 
@@ -104,7 +104,7 @@ def _policy_for(problem: DenoiseProblem, name: str, seed: int, cfg: CompareConfi
     from provisioning.evaluation import sampling_seed
 
     if name == "random":
-        return UniformRandomPolicy(1 + 2 * problem.config.devices, seed), None
+        return UniformRandomPolicy(action_dim(problem.config), seed), None
     if name == "local":
         return LocalOnlyPolicy(problem.config), None
     progress(f"training {name} seed {seed} ({cfg.train_steps} steps)")
@@ -217,13 +217,19 @@ def compare(problem: DenoiseProblem, cfg: CompareConfig, runs_dir: str | Path | 
     reference = {"what": "the one allocation with the best total reward over the held-out states, chosen in "
                          "hindsight: the most a policy that ignores the state can reach"
                          + ("" if problem.config.action_decoding == "grid" else
-                            " (one allocation; under within-budgets decoding one fixed ACTION adapts to the budgets, "
-                            "like the local policy)"),
+                            f" (one allocation; under {problem.config.action_decoding} decoding one fixed ACTION "
+                            "adapts to the budgets, like the local policy)"),
                  "sum_qoe": float(np.mean([r.sum_qoe for r in fixed_results])), "reward": fixed_reward,
                  "fraction_of_optimum": fixed_reward / best_reward if best_reward > 0 else None,
                  "threshold_violations": float(np.mean([r.threshold_violations for r in fixed_results])),
                  "allocation": decision_record(fixed, fixed_results[0])}
+    reachable = [best_reachable(problem.config, problem.table, s)[1].reward for s in states]
+    ceiling = {"what": "the best allocation an action can decode to, per state: the most any policy can reach under "
+                       f"{problem.config.action_decoding} decoding (the exact optimum unless only some allocations "
+                       "are reachable)", "reward": float(np.mean(reachable)),
+               "fraction_of_optimum": float(np.mean(reachable)) / best_reward if best_reward > 0 else None}
     return {"policies": scores, "claims": claims(scores), "best_fixed_allocation": reference,
+            "best_reachable": ceiling,
             "noise_ceiling": split_half_ceiling(problem.config, problem.table, states),
             "optimum_mean_reward": best_reward, "held_out_states": cfg.held_out_states,
             "held_out_state_seeds": [HELD_OUT_SEED_BASE + i for i in range(cfg.held_out_states)],

@@ -113,3 +113,23 @@ def test_train_within_budgets_is_its_own_run_and_a_bad_choice_is_one_line(tmp_pa
     assert main(argv + ["--action-decoding", "clip"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--action-decoding" in err and "Traceback" not in err
+
+
+def test_evaluate_under_server_steps_learns_t0_only_and_reports_its_ceiling(tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    argv = ["denoise", "evaluate", "--generator", "render", "--cache", str(tmp_path / "cache"), "--devices", "2",
+            "--t0-grid", "0,2", "--tk-grid", "2,4", "--noise-seeds", "1", "--device-budget", "2,4",
+            "--action-decoding", "server-steps", "--policy", "gddpg", "random", "local", "optimum", "--seeds", "2",
+            "--train-steps", "8", "--warmup", "2", "--eval-every", "4", "--eval-states", "1", "--states", "3",
+            "--runs", str(tmp_path / "runs"), "--out", str(out)]
+    assert main(argv) == 0
+    result = json.loads(out.read_text())
+    assert result["constants"]["action_decoding"] == "server-steps"
+    reachable = result["best_reachable"]["fraction_of_optimum"]
+    assert 0 < reachable <= 1 + 1e-9
+    for name in ("gddpg", "random", "local"):
+        assert result["policies"][name]["fraction_of_optimum"]["max"] <= reachable + 1e-9
+        for decisions in result["policies"][name]["decisions"]:
+            for d in decisions:  # every device at the most steps its budget allows (budgets 2, 4 sit on the grid)
+                assert d["tk"] == d["device_budget"]
+

@@ -192,7 +192,8 @@ def test_problem_identity_keeps_older_run_folders_and_tells_the_decodings_apart(
     config, users, table, _ = tiny
     grid = DenoiseProblem(config, users[:2], users[2:], table)
     within = DenoiseProblem(replace(config, action_decoding="within-budgets"), users[:2], users[2:], table)
-    assert grid.identity() != within.identity()
+    steps = DenoiseProblem(replace(config, action_decoding="server-steps"), users[:2], users[2:], table)
+    assert len({grid.identity(), within.identity(), steps.identity()}) == 3
     # the default decoding is not part of the digest, so folders made before the option still resume
     older = {k: v for k, v in asdict(config).items() if k != "action_decoding"}
     people = [[u.name, u.prompt, list(u.personality.vector())] for u in users] + [2]

@@ -198,3 +198,43 @@ def test_environment_within_budgets_never_pays_a_budget_penalty(tiny):
         assert info["server_excess"] == 0 and info["device_excess"] == 0
     with pytest.raises(Exception, match="--action-decoding"):
         type(config)(action_decoding="clip").validate()
+
+
+def test_decoding_server_steps_picks_t0_and_runs_the_devices_by_the_rule(tiny):
+    from dataclasses import replace
+
+    from provisioning.denoising.learning import LocalOnlyPolicy
+    from provisioning.denoising.problem import action_dim, best_reachable, server_steps_allocation
+
+    config, users, table = _budgeted(tiny)
+    steps = replace(config, action_decoding="server-steps")
+    assert action_dim(steps) == 1 and action_dim(config) == 1 + 2 * config.devices
+    env = DenoiseEnv(steps, users, table, seed=0)
+    assert env.action_space.shape == (1,)
+    plain = replace(config, action_decoding="grid")
+    top_power = len(config.power_levels_dbw) - 1
+    for seed in range(4):
+        state = draw_state(steps, users, seed)
+        local = LocalOnlyPolicy(config).allocation(state)
+        decoded = [decode_action(steps, [x], state) for x in np.linspace(-1, 1, 13)]
+        # t0 follows the action's bin, in order; every t0 on the grid is hit
+        assert [a.t0_index for a in decoded] == sorted(a.t0_index for a in decoded)
+        assert {a.t0_index for a in decoded} == set(range(len(config.t0_grid)))
+        for alloc in decoded:
+            result = outcome(plain, table, state, alloc)
+            assert result.server_excess == 0 and result.device_excess.sum() == 0
+            assert alloc.tk_index == local.tk_index  # every device the most steps its budget allows
+            if alloc.t0_index == 0:
+                assert alloc == local  # no server steps: the local rule, nothing sent
+            else:
+                # the highest powers (24) leaves: raising any one link by a level breaks it
+                assert all(p == top_power or outcome(plain, table, state, Allocation(
+                    alloc.t0_index, alloc.tk_index, alloc.power_index[:k] + (p + 1,) + alloc.power_index[k + 1:])
+                ).server_excess > 0 for k, p in enumerate(alloc.power_index))
+        assert decode_action(steps, encode_allocation(steps, decoded[-1]), state) == decoded[-1]
+        best, result = best_reachable(steps, table, state)
+        assert best in [server_steps_allocation(steps, state, i) for i in range(len(config.t0_grid))]
+        assert result.reward <= optimum(plain, table, state)[1].reward + 1e-9
+        assert result.reward >= max(outcome(plain, table, state, a).reward for a in decoded) - 1e-9
+    with pytest.raises(ValueError, match="needs the state"):
+        decode_action(steps, np.zeros(1))
