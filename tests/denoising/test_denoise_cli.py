@@ -133,3 +133,16 @@ def test_evaluate_under_server_steps_learns_t0_only_and_reports_its_ceiling(tmp_
             for d in decisions:  # every device at the most steps its budget allows (budgets 2, 4 sit on the grid)
                 assert d["tk"] == d["device_budget"]
 
+
+
+def test_the_command_line_offers_every_decoding_and_qoe_mode_the_problem_knows():
+    """The CLI lists the choices itself (it imports the problem lazily); they must stay the problem's."""
+    from incentive.cli import build_parser
+    from provisioning.denoising.problem import ACTION_DECODINGS, QOE_OF_ALLOCATION
+
+    parser = build_parser(["denoise", "evaluate"])
+    denoise = next(a for a in parser._subparsers._group_actions[0].choices["denoise"]._subparsers._group_actions)
+    evaluate = denoise.choices["evaluate"]
+    options = {a.dest: a.choices for a in evaluate._actions}
+    assert tuple(options["action_decoding"]) == ACTION_DECODINGS
+    assert tuple(options["qoe"]) == QOE_OF_ALLOCATION
