@@ -19,7 +19,7 @@ from provisioning.agents.registry import get
 from provisioning.backend.scenes import load_judge, load_scene_model
 from provisioning.denoising.generation import GenerationCache, SceneBackendGenerator
 from provisioning.denoising.learning import DenoiseProblem, DenoiseValidation, learner_overrides, train_learner_run
-from provisioning.denoising.problem import DenoiseConfig, QoETable
+from provisioning.denoising.problem import ACTION_DECODINGS, DenoiseConfig, QoETable
 from provisioning.denoising.users import load_users
 
 TUNING_SEED_BASE = 3 * 10 ** 9
@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--noise-seeds", type=int, default=32)
     parser.add_argument("--cache", default="runs/denoise-cache")
     parser.add_argument("--users", default="docs/denoising/users.toml")
-    parser.add_argument("--action-decoding", choices=("grid", "within-budgets", "server-steps"), default="grid")
+    parser.add_argument("--action-decoding", choices=ACTION_DECODINGS, default="grid")
     args = parser.parse_args()
     torch.set_num_threads(1)
     train, _ = load_users(args.users)

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from .problem import (Allocation, DenoiseConfig, DenoiseEnv, DenoiseState, QoETable, action_dim, decode_action,
-                      draw_state, encode_allocation, observation, optimum, outcome, within_budgets)
+                      draw_state, encode_allocation, observation, optimum, outcome, server_steps_allocation)
 
 #: Seeds of the held-out test states (``HELD_OUT_SEED_BASE + i``).
 HELD_OUT_SEED_BASE = 10 ** 9
@@ -108,8 +108,7 @@ class LocalOnlyPolicy:
         self.config = config
 
     def allocation(self, state: DenoiseState) -> Allocation:
-        most = Allocation(0, (len(self.config.tk_grid) - 1,) * self.config.devices, (0,) * self.config.devices)
-        return within_budgets(self.config, state, most)
+        return server_steps_allocation(self.config, state, 0)
 
     def act(self, observations, states) -> np.ndarray:
         return np.stack([encode_allocation(self.config, self.allocation(s)) for s in states])

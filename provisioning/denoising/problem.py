@@ -398,12 +398,14 @@ def split_half_ceiling(config: DenoiseConfig, table: QoETable, states: list) -> 
                     "that half's own optimum (mean of both directions)"}
 
 
-def best_reachable(config: DenoiseConfig, table: QoETable, state: DenoiseState) -> tuple[Allocation, Outcome]:
-    """The best allocation an action can decode to in ``state``: the exact optimum, except under
-    ``"server-steps"``, where only :func:`server_steps_allocation` of each ``t0`` is reachable
-    (the ceiling of any policy under that decoding)."""
+def best_reachable(config: DenoiseConfig, table: QoETable, state: DenoiseState,
+                   best: tuple[Allocation, Outcome] | None = None) -> tuple[Allocation, Outcome]:
+    """The best allocation an action can decode to in ``state``: the exact optimum (``best``, when
+    the caller has it already), except under ``"server-steps"``, where only
+    :func:`server_steps_allocation` of each ``t0`` is reachable (the ceiling of any policy under
+    that decoding)."""
     if config.action_decoding != "server-steps":
-        return optimum(config, table, state)
+        return best if best is not None else optimum(config, table, state)
     allocs = [server_steps_allocation(config, state, i) for i in range(len(config.t0_grid))]
     results = [outcome(config, table, state, a) for a in allocs]
     best = int(np.argmax([r.reward for r in results]))
@@ -441,9 +443,9 @@ def decode_action(config: DenoiseConfig, action, state: DenoiseState | None = No
     def index(x: float, n: int) -> int:
         return int(min(n - 1, np.floor((x + 1.0) / 2.0 * n)))
 
+    if config.action_decoding != "grid" and state is None:
+        raise ValueError(f"decoding {config.action_decoding} needs the state (its E_k and gains)")
     if config.action_decoding == "server-steps":
-        if state is None:
-            raise ValueError("decoding server steps needs the state (its E_k and gains)")
         return server_steps_allocation(config, state, index(a[0], len(config.t0_grid)))
 
     alloc = Allocation(index(a[0], len(config.t0_grid)),
@@ -451,8 +453,6 @@ def decode_action(config: DenoiseConfig, action, state: DenoiseState | None = No
                        tuple(index(a[1 + K + k], len(config.power_levels_dbw)) for k in range(K)))
     if config.action_decoding == "grid":
         return alloc
-    if state is None:
-        raise ValueError("decoding within budgets needs the state (its E_k and gains)")
     return within_budgets(config, state, alloc)
 
 

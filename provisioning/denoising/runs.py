@@ -223,7 +223,7 @@ def compare(problem: DenoiseProblem, cfg: CompareConfig, runs_dir: str | Path | 
                  "fraction_of_optimum": fixed_reward / best_reward if best_reward > 0 else None,
                  "threshold_violations": float(np.mean([r.threshold_violations for r in fixed_results])),
                  "allocation": decision_record(fixed, fixed_results[0])}
-    reachable = [best_reachable(problem.config, problem.table, s)[1].reward for s in states]
+    reachable = [best_reachable(problem.config, problem.table, s, b)[1].reward for s, b in zip(states, best)]
     ceiling = {"what": "the best allocation an action can decode to, per state: the most any policy can reach under "
                        f"{problem.config.action_decoding} decoding (the exact optimum unless only some allocations "
                        "are reachable)", "reward": float(np.mean(reachable)),

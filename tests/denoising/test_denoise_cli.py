@@ -134,7 +134,6 @@ def test_evaluate_under_server_steps_learns_t0_only_and_reports_its_ceiling(tmp_
                 assert d["tk"] == d["device_budget"]
 
 
-
 def test_the_command_line_offers_every_decoding_and_qoe_mode_the_problem_knows():
     """The CLI lists the choices itself (it imports the problem lazily); they must stay the problem's."""
     from incentive.cli import build_parser
