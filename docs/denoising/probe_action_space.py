@@ -14,8 +14,8 @@ learn from the training users, and in which part of the action.
    with the rest by ``server-steps``'s rule (a gate on sharing).
 
 The classifiers see the optimum's decisions, which no learner does: a generous reference for
-what the observation and these training users carry, not a learner (and not a strict bound). The problem is that of the
-"Results" section, 64 images per allocation (its cache must be filled).
+what the observation and these training users carry, not a learner (and not a strict bound).
+The problem is that of the "Results" section, 64 images per allocation (its cache must be filled).
 """
 from __future__ import annotations
 
@@ -65,11 +65,12 @@ def main() -> None:
     fit = int(0.8 * len(states))
     check, check_best = states[fit:], np.array([o.reward for _, o in best[fit:]])
     held = problem.states(args.held_out_states, HELD_OUT_SEED_BASE)
-    held_best = np.array([optimum(config, table, s)[1].reward for s in held])
+    held_optimum = [optimum(config, table, s) for s in held]
+    held_best = np.array([o.reward for _, o in held_optimum])
     X_held = np.stack([observation(config, s) for s in held])
     print(f"{len(states)} training-user states ({fit} to fit, {len(check)} to check), "
           f"{len(held)} held-out states; the optimum uses server steps in "
-          f"{np.mean([a.t0_index > 0 for a, _ in best]):.2f} / {np.mean([optimum(config, table, s)[0].t0_index > 0 for s in held]):.2f} of them")
+          f"{np.mean([a.t0_index > 0 for a, _ in best]):.2f} / {np.mean([a.t0_index > 0 for a, _ in held_optimum]):.2f} of them")
 
     def fraction(where, allocations) -> float:
         opt = check_best if where is check else held_best
